@@ -1,0 +1,162 @@
+/* The three encoders of a block w ∈ R^d to a code y ∈ {±1}^D (ALGORITHM.md §2):
+ *   exact      — branch and bound, provably a nearest code;
+ *   heuristic  — the reference's 2^(D−d) null-space enumeration;
+ *   bruteforce — all 2^D codes, the scalar reference the tests compare against. */
+#include "lq_kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encode_internal.h"
+
+const char *lq_encoder_name(lq_encoder e) {
+    switch (e) {
+    case LQ_ENCODER_EXACT: return "exact";
+    case LQ_ENCODER_HEURISTIC: return "heuristic";
+    case LQ_ENCODER_BRUTEFORCE: return "bruteforce";
+    }
+    return "?";
+}
+
+lq_status lq_encoder_from_name(const char *name, lq_encoder *out) {
+    for (int e = LQ_ENCODER_EXACT; e <= LQ_ENCODER_BRUTEFORCE; e++)
+        if (!strcmp(name, lq_encoder_name((lq_encoder)e))) {
+            *out = (lq_encoder)e;
+            return LQ_OK;
+        }
+    return lq_fail(LQ_ERR_ARG, "unknown encoder '%s' (exact, heuristic, bruteforce)", name);
+}
+
+/* ---- exact: depth-first branch and bound (exact_search.inc) ----------------------------
+ * The scalar instance below is the reference; encode_avx2.c instantiates the same search
+ * with vector bounds, chosen at run time. */
+static void child_bounds_scalar(const lq_lattice *L, int k, const float *restrict parent,
+                                float *restrict plus, float *restrict minus, float *bounds) {
+    const int dp = L->dpad;
+    const float *restrict rcol = L->r_columns + (size_t)k * dp;
+    const float *restrict reach = L->reach + (size_t)k * dp;
+    float bp = 0.0f, bm = 0.0f;
+    for (int i = 0; i < dp; i++) {
+        plus[i] = parent[i] - rcol[i];
+        minus[i] = parent[i] + rcol[i];
+        bp += lq_row_lower_bound(plus[i], reach[i]);
+        bm += lq_row_lower_bound(minus[i], reach[i]);
+    }
+    bounds[0] = bp;
+    bounds[1] = bm;
+}
+
+#define EXACT_SEARCH_NAME exact_search_scalar
+#define EXACT_CHILD_BOUNDS child_bounds_scalar
+#include "exact_search.inc"
+
+lq_status lq_encode_exact(const lq_lattice *L, const float *w, size_t nblocks, uint64_t *codes,
+                          float *dist, lq_encode_stats *stats) {
+    uint64_t nodes = 0;
+    const int use_avx2 = lq_exact_avx2_usable(L);
+#pragma omp parallel for schedule(dynamic, 16) reduction(+ : nodes)
+    for (size_t b = 0; b < nblocks; b++) {
+        const float *wb = w + b * (size_t)L->d;
+        codes[b] = use_avx2 ? lq_exact_search_avx2(L, wb, &nodes) : exact_search_scalar(L, wb, &nodes);
+        if (dist) dist[b] = lq_code_distance(L->M, L->d, L->D, wb, codes[b]);
+    }
+    if (stats) stats->nodes += nodes;
+    return LQ_OK;
+}
+
+/* ---- heuristic: §2.2 enumeration in Gray-code order ----------------------------------
+ * v = M⁺w + Nᵀz changes by ±2 N_g per step, one row of the null basis, instead of being
+ * rebuilt; consecutive z often give the same sign pattern, which is scored once. Ties keep
+ * the first code found in Gray order (the reference uses lexicographic z order; ties have
+ * probability zero on real data). */
+static uint64_t encode_heuristic_block(const lq_lattice *L, const float *w, float *best_out,
+                                       uint64_t *candidates) {
+    const int D = L->D, d = L->d, excess = D - d;
+    float v[LQ_LATTICE_MAX_D], cw[LQ_LATTICE_MAX_SMALL_D];
+    int z[LQ_LATTICE_MAX_D];
+    for (int j = 0; j < D; j++) {
+        float s = 0.0f;
+        for (int c = 0; c < d; c++) s += L->pinv[j * d + c] * w[c];
+        v[j] = s;
+    }
+    for (int r = 0; r < excess; r++) {
+        z[r] = -1;
+        for (int j = 0; j < D; j++) v[j] -= L->null_basis[r * D + j];
+    }
+    float best = INFINITY;
+    uint64_t best_code = 0, prev = ~(uint64_t)0;
+    uint64_t scored = 0, count = (uint64_t)1 << excess;
+    for (uint64_t t = 0; t < count; t++) {
+        if (t > 0) {
+            int g = __builtin_ctzll(t);
+            float step = z[g] < 0 ? 2.0f : -2.0f;
+            z[g] = -z[g];
+            const float *n = L->null_basis + (size_t)g * D;
+            for (int j = 0; j < D; j++) v[j] += step * n[j];
+        }
+        uint64_t code = lq_code_from_signs(v, D);
+        if (code == prev) continue;
+        prev = code;
+        scored++;
+        lq_codeword_from_byte_tables(L->byte_tables, d, D, code, cw);
+        float e = 0.0f;
+        for (int i = 0; i < d; i++) {
+            float diff = w[i] - cw[i];
+            e += diff * diff;
+        }
+        if (e < best) {
+            best = e;
+            best_code = code;
+        }
+    }
+    *candidates += scored;
+    *best_out = best;
+    return best_code;
+}
+
+lq_status lq_encode_heuristic(const lq_lattice *L, const float *w, size_t nblocks, uint64_t *codes,
+                              float *dist, lq_encode_stats *stats) {
+    uint64_t candidates = 0;
+#pragma omp parallel for schedule(dynamic, 16) reduction(+ : candidates)
+    for (size_t b = 0; b < nblocks; b++) {
+        const float *wb = w + b * (size_t)L->d;
+        float e;
+        codes[b] = encode_heuristic_block(L, wb, &e, &candidates);
+        if (dist) dist[b] = lq_code_distance(L->M, L->d, L->D, wb, codes[b]);
+    }
+    if (stats) stats->candidates += candidates;
+    return LQ_OK;
+}
+
+/* ---- scalar reference ------------------------------------------------------------------ */
+lq_status lq_encode_bruteforce(const lq_lattice *L, const float *w, size_t nblocks, uint64_t *codes,
+                               float *dist) {
+    if (L->D > 30) return lq_fail(LQ_ERR_UNSUPPORTED, "bruteforce encoder: D = %d is too large (at most 30)", L->D);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t b = 0; b < nblocks; b++) {
+        const float *wb = w + b * (size_t)L->d;
+        float best = INFINITY;
+        uint64_t best_code = 0;
+        for (uint64_t code = 0; code < ((uint64_t)1 << L->D); code++) {
+            float e = lq_code_distance(L->M, L->d, L->D, wb, code);
+            if (e < best) {
+                best = e;
+                best_code = code;
+            }
+        }
+        codes[b] = best_code;
+        if (dist) dist[b] = best;
+    }
+    return LQ_OK;
+}
+
+lq_status lq_encode(lq_encoder e, const lq_lattice *L, const float *w, size_t nblocks,
+                    uint64_t *codes, float *dist, lq_encode_stats *stats) {
+    switch (e) {
+    case LQ_ENCODER_EXACT: return lq_encode_exact(L, w, nblocks, codes, dist, stats);
+    case LQ_ENCODER_HEURISTIC: return lq_encode_heuristic(L, w, nblocks, codes, dist, stats);
+    case LQ_ENCODER_BRUTEFORCE: return lq_encode_bruteforce(L, w, nblocks, codes, dist);
+    }
+    return lq_fail(LQ_ERR_ARG, "unknown encoder %d", (int)e);
+}

@@ -1,0 +1,61 @@
+/* AVX2 instance of the exact search: both children's residuals and bounds for 8 or 16 rows
+ * in registers. Compiled with -mavx2 -mfma; called only when lq_exact_avx2_usable says so. */
+#include "encode_internal.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+
+static inline __m256 row_bounds8(__m256 r, __m256 reach) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 gap = _mm256_max_ps(_mm256_sub_ps(_mm256_and_ps(r, abs_mask), reach), _mm256_setzero_ps());
+    return _mm256_mul_ps(gap, gap);
+}
+
+/* horizontal sums of a and b, returned as (Σa, Σb) */
+static inline void hsum2(__m256 a, __m256 b, float *out) {
+    __m256 h = _mm256_hadd_ps(a, b);                 /* a01 a23 b01 b23 | a45 a67 b45 b67 */
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_hadd_ps(s, s);                           /* Σa Σb Σa Σb */
+    out[0] = _mm_cvtss_f32(s);
+    out[1] = _mm_cvtss_f32(_mm_shuffle_ps(s, s, 1));
+}
+
+static inline void child_bounds_avx2(const lq_lattice *L, int k, const float *parent,
+                                     float *plus, float *minus, float *bounds) {
+    const int dp = L->dpad;
+    const float *rcol = L->r_columns + (size_t)k * dp;
+    const float *reach = L->reach + (size_t)k * dp;
+    __m256 p0 = _mm256_load_ps(parent), c0 = _mm256_loadu_ps(rcol), h0 = _mm256_loadu_ps(reach);
+    __m256 rp = _mm256_sub_ps(p0, c0), rm = _mm256_add_ps(p0, c0);
+    _mm256_store_ps(plus, rp);
+    _mm256_store_ps(minus, rm);
+    __m256 bp = row_bounds8(rp, h0), bm = row_bounds8(rm, h0);
+    if (dp == 16) {
+        __m256 p1 = _mm256_load_ps(parent + 8), c1 = _mm256_loadu_ps(rcol + 8);
+        __m256 h1 = _mm256_loadu_ps(reach + 8);
+        __m256 rp1 = _mm256_sub_ps(p1, c1), rm1 = _mm256_add_ps(p1, c1);
+        _mm256_store_ps(plus + 8, rp1);
+        _mm256_store_ps(minus + 8, rm1);
+        bp = _mm256_add_ps(bp, row_bounds8(rp1, h1));
+        bm = _mm256_add_ps(bm, row_bounds8(rm1, h1));
+    }
+    hsum2(bp, bm, bounds);
+}
+
+#define EXACT_SEARCH_NAME lq_exact_search_avx2_impl
+#define EXACT_CHILD_BOUNDS child_bounds_avx2
+#include "exact_search.inc"
+
+uint64_t lq_exact_search_avx2(const lq_lattice *L, const float *w, uint64_t *nodes) {
+    return lq_exact_search_avx2_impl(L, w, nodes);
+}
+
+int lq_exact_avx2_usable(const lq_lattice *L) {
+    static int cpu = -1;
+    if (cpu < 0) {
+        __builtin_cpu_init();
+        cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !getenv("LQ_NO_SIMD");
+    }
+    return cpu && (L->dpad == 8 || L->dpad == 16);
+}

@@ -1,0 +1,15 @@
+/* Private to kernels/: the vector instances of the encoders, in their own translation units
+ * compiled for AVX2, and the test that says whether this CPU may call them. */
+#ifndef LQ_ENCODE_INTERNAL_H
+#define LQ_ENCODE_INTERNAL_H
+
+#include "lq_kernels.h"
+
+#define DPAD_MAX 32
+
+/* 1 when this CPU has AVX2+FMA, the lattice's padded width is 8 or 16, and LQ_NO_SIMD is
+ * unset in the environment (the switch the tests use to run the scalar reference). */
+int lq_exact_avx2_usable(const lq_lattice *L);
+uint64_t lq_exact_search_avx2(const lq_lattice *L, const float *w, uint64_t *nodes);
+
+#endif
