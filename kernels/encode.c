@@ -69,9 +69,13 @@ lq_status lq_encode_exact(const lq_lattice *L, const float *w, size_t nblocks, u
  * v = M⁺w + Nᵀz changes by ±2 N_g per step, one row of the null basis, instead of being
  * rebuilt; consecutive z often give the same sign pattern, which is scored once. Ties keep
  * the first code found in Gray order (the reference uses lexicographic z order; ties have
- * probability zero on real data). */
-static uint64_t encode_heuristic_block(const lq_lattice *L, const float *w, float *best_out,
-                                       uint64_t *candidates) {
+ * probability zero on real data). Candidates that differ only in that order are the same
+ * set, so soft-min training over them matches the reference up to duplicates. */
+/* Calls visit(code, distance, ctx) for every candidate of §2.2 in Gray-code order, skipping a
+ * code equal to the one just before it. Shared by the encoder and by lattice training, whose
+ * soft-min runs over the same candidate set (ALGORITHM.md §1.2 variant B). */
+static void heuristic_walk(const lq_lattice *L, const float *w,
+                           void (*visit)(uint64_t code, float dist, void *ctx), void *ctx) {
     const int D = L->D, d = L->d, excess = D - d;
     float v[LQ_LATTICE_MAX_D], cw[LQ_LATTICE_MAX_SMALL_D];
     int z[LQ_LATTICE_MAX_D];
@@ -84,9 +88,7 @@ static uint64_t encode_heuristic_block(const lq_lattice *L, const float *w, floa
         z[r] = -1;
         for (int j = 0; j < D; j++) v[j] -= L->null_basis[r * D + j];
     }
-    float best = INFINITY;
-    uint64_t best_code = 0, prev = ~(uint64_t)0;
-    uint64_t scored = 0, count = (uint64_t)1 << excess;
+    uint64_t prev = ~(uint64_t)0, count = (uint64_t)1 << excess;
     for (uint64_t t = 0; t < count; t++) {
         if (t > 0) {
             int g = __builtin_ctzll(t);
@@ -98,21 +100,57 @@ static uint64_t encode_heuristic_block(const lq_lattice *L, const float *w, floa
         uint64_t code = lq_code_from_signs(v, D);
         if (code == prev) continue;
         prev = code;
-        scored++;
         lq_codeword_from_byte_tables(L->byte_tables, d, D, code, cw);
         float e = 0.0f;
         for (int i = 0; i < d; i++) {
             float diff = w[i] - cw[i];
             e += diff * diff;
         }
-        if (e < best) {
-            best = e;
-            best_code = code;
-        }
+        visit(code, e, ctx);
     }
-    *candidates += scored;
-    *best_out = best;
-    return best_code;
+}
+
+typedef struct {
+    float best;
+    uint64_t best_code, scored;
+} heuristic_best;
+
+static void keep_best(uint64_t code, float dist, void *ctx) {
+    heuristic_best *h = ctx;
+    h->scored++;
+    if (dist < h->best) { /* strict: ties keep the first code in Gray order */
+        h->best = dist;
+        h->best_code = code;
+    }
+}
+
+typedef struct {
+    uint64_t *codes;
+    float *dist;
+    size_t count, cap;
+} candidate_list;
+
+static void append_candidate(uint64_t code, float dist, void *ctx) {
+    candidate_list *c = ctx;
+    if (c->count < c->cap) {
+        c->codes[c->count] = code;
+        c->dist[c->count] = dist;
+    }
+    c->count++;
+}
+
+size_t lq_heuristic_candidates(const lq_lattice *L, const float *w, uint64_t *codes, float *dist,
+                               size_t cap) {
+    candidate_list c = {codes, dist, 0, cap};
+    heuristic_walk(L, w, append_candidate, &c);
+    return c.count;
+}
+
+static uint64_t encode_heuristic_block(const lq_lattice *L, const float *w, uint64_t *candidates) {
+    heuristic_best h = {INFINITY, 0, 0};
+    heuristic_walk(L, w, keep_best, &h);
+    *candidates += h.scored;
+    return h.best_code;
 }
 
 lq_status lq_encode_heuristic(const lq_lattice *L, const float *w, size_t nblocks, uint64_t *codes,
@@ -121,8 +159,7 @@ lq_status lq_encode_heuristic(const lq_lattice *L, const float *w, size_t nblock
 #pragma omp parallel for schedule(dynamic, 16) reduction(+ : candidates)
     for (size_t b = 0; b < nblocks; b++) {
         const float *wb = w + b * (size_t)L->d;
-        float e;
-        codes[b] = encode_heuristic_block(L, wb, &e, &candidates);
+        codes[b] = encode_heuristic_block(L, wb, &candidates);
         if (dist) dist[b] = lq_code_distance(L->M, L->d, L->D, wb, codes[b]);
     }
     if (stats) stats->candidates += candidates;

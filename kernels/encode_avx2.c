@@ -55,7 +55,8 @@ int lq_exact_avx2_usable(const lq_lattice *L) {
     static int cpu = -1;
     if (cpu < 0) {
         __builtin_cpu_init();
-        cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !getenv("LQ_NO_SIMD");
+        cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
-    return cpu && (L->dpad == 8 || L->dpad == 16);
+    /* read each call (once per batch of blocks) so tests can run both paths in one process */
+    return cpu && !getenv("LQ_NO_SIMD") && (L->dpad == 8 || L->dpad == 16);
 }

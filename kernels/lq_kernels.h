@@ -52,6 +52,10 @@ lq_status lq_encode_exact(const lq_lattice *L, const float *w, size_t nblocks, u
 /* Heuristic (§2.2): best of sign(M⁺w + Nᵀz) over all z ∈ {±1}^(D−d). */
 lq_status lq_encode_heuristic(const lq_lattice *L, const float *w, size_t nblocks, uint64_t *codes,
                          float *dist, lq_encode_stats *stats);
+/* The heuristic's candidate set for one block (consecutive duplicates removed): writes up to
+ * cap codes and their distances, returns how many there are (may exceed cap). */
+size_t lq_heuristic_candidates(const lq_lattice *L, const float *w, uint64_t *codes, float *dist,
+                               size_t cap);
 /* Scalar reference: all 2^D codes, first minimum in code order. For tests, D ≤ 24. */
 lq_status lq_encode_bruteforce(const lq_lattice *L, const float *w, size_t nblocks, uint64_t *codes,
                           float *dist);
