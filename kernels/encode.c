@@ -54,7 +54,7 @@ static void child_bounds_scalar(const lq_lattice *L, int k, const float *restric
 lq_status lq_encode_exact(const lq_lattice *L, const float *w, size_t nblocks, uint64_t *codes,
                           float *dist, lq_encode_stats *stats) {
     uint64_t nodes = 0;
-    const int use_avx2 = lq_exact_avx2_usable(L);
+    const int use_avx2 = lq_simd_usable(L);
 #pragma omp parallel for schedule(dynamic, 16) reduction(+ : nodes)
     for (size_t b = 0; b < nblocks; b++) {
         const float *wb = w + b * (size_t)L->d;
@@ -73,41 +73,32 @@ lq_status lq_encode_exact(const lq_lattice *L, const float *w, size_t nblocks, u
  * set, so soft-min training over them matches the reference up to duplicates. */
 /* Calls visit(code, distance, ctx) for every candidate of §2.2 in Gray-code order, skipping a
  * code equal to the one just before it. Shared by the encoder and by lattice training, whose
- * soft-min runs over the same candidate set (ALGORITHM.md §1.2 variant B). */
+ * soft-min runs over the same candidate set (ALGORITHM.md §1.2 variant B). The scalar
+ * instance is the reference; encode_avx2.c has the vector one. */
+static inline void heuristic_step_scalar(float *v, const float *n, float step, int D) {
+    for (int j = 0; j < D; j++) v[j] += step * n[j];
+}
+
+static inline float heuristic_distance_scalar(const lq_lattice *L, const float *w, uint64_t code) {
+    float cw[LQ_LATTICE_MAX_SMALL_D], e = 0.0f;
+    lq_codeword_from_byte_tables(L->byte_tables, L->d, L->D, code, cw);
+    for (int i = 0; i < L->d; i++) {
+        float diff = w[i] - cw[i];
+        e += diff * diff;
+    }
+    return e;
+}
+
+#define HEURISTIC_WALK_NAME heuristic_walk_scalar
+#define HEURISTIC_STEP heuristic_step_scalar
+#define HEURISTIC_SIGNS lq_code_from_signs
+#define HEURISTIC_DISTANCE heuristic_distance_scalar
+#include "heuristic_walk.inc"
+
 static void heuristic_walk(const lq_lattice *L, const float *w,
                            void (*visit)(uint64_t code, float dist, void *ctx), void *ctx) {
-    const int D = L->D, d = L->d, excess = D - d;
-    float v[LQ_LATTICE_MAX_D], cw[LQ_LATTICE_MAX_SMALL_D];
-    int z[LQ_LATTICE_MAX_D];
-    for (int j = 0; j < D; j++) {
-        float s = 0.0f;
-        for (int c = 0; c < d; c++) s += L->pinv[j * d + c] * w[c];
-        v[j] = s;
-    }
-    for (int r = 0; r < excess; r++) {
-        z[r] = -1;
-        for (int j = 0; j < D; j++) v[j] -= L->null_basis[r * D + j];
-    }
-    uint64_t prev = ~(uint64_t)0, count = (uint64_t)1 << excess;
-    for (uint64_t t = 0; t < count; t++) {
-        if (t > 0) {
-            int g = __builtin_ctzll(t);
-            float step = z[g] < 0 ? 2.0f : -2.0f;
-            z[g] = -z[g];
-            const float *n = L->null_basis + (size_t)g * D;
-            for (int j = 0; j < D; j++) v[j] += step * n[j];
-        }
-        uint64_t code = lq_code_from_signs(v, D);
-        if (code == prev) continue;
-        prev = code;
-        lq_codeword_from_byte_tables(L->byte_tables, d, D, code, cw);
-        float e = 0.0f;
-        for (int i = 0; i < d; i++) {
-            float diff = w[i] - cw[i];
-            e += diff * diff;
-        }
-        visit(code, e, ctx);
-    }
+    if (lq_simd_usable(L)) lq_heuristic_walk_avx2(L, w, visit, ctx);
+    else heuristic_walk_scalar(L, w, visit, ctx);
 }
 
 typedef struct {

@@ -51,12 +51,62 @@ uint64_t lq_exact_search_avx2(const lq_lattice *L, const float *w, uint64_t *nod
     return lq_exact_search_avx2_impl(L, w, nodes);
 }
 
-int lq_exact_avx2_usable(const lq_lattice *L) {
+/* ---- heuristic: v in 4 registers (D ≤ 32), signs by movemask, codewords from byte tables
+ * as d ≤ 16 lanes. Lanes past D / d read zero padding of the caller's copies. */
+static inline void heuristic_step_avx2(float *v, const float *n, float step, int D) {
+    __m256 s = _mm256_set1_ps(step);
+    for (int j = 0; j < D; j += 8) {
+        __m256 x = _mm256_loadu_ps(v + j);
+        _mm256_storeu_ps(v + j, _mm256_fmadd_ps(s, _mm256_loadu_ps(n + j), x));
+    }
+}
+
+static inline uint64_t heuristic_signs_avx2(const float *v, int D) {
+    uint64_t code = 0;
+    const __m256 zero = _mm256_setzero_ps();
+    for (int j = 0; j < D; j += 8)
+        code |= (uint64_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(v + j), zero, _CMP_GT_OQ)) << j;
+    return D == 64 ? code : code & (((uint64_t)1 << D) - 1);
+}
+
+static inline float heuristic_distance_avx2(const lq_lattice *L, const float *w, uint64_t code) {
+    /* w is the caller's 16-float zero-padded copy; table rows are d floats, so the second
+     * half is loaded masked when d < 16 */
+    const int d = L->d, nbytes = (L->D + 7) / 8;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(d), idx);
+    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(d - 8), idx);
+    for (int b = 0; b < nbytes; b++) {
+        const float *row = L->byte_tables + ((size_t)b * 256 + ((code >> (8 * b)) & 0xffu)) * d;
+        a0 = _mm256_add_ps(a0, _mm256_maskload_ps(row, m0));
+        if (d > 8) a1 = _mm256_add_ps(a1, _mm256_maskload_ps(row + 8, m1));
+    }
+    __m256 e0 = _mm256_sub_ps(_mm256_loadu_ps(w), a0), e1 = _mm256_sub_ps(_mm256_loadu_ps(w + 8), a1);
+    __m256 sq = _mm256_fmadd_ps(e1, e1, _mm256_mul_ps(e0, e0));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(sq), _mm256_extractf128_ps(sq, 1));
+    s = _mm_hadd_ps(s, s);
+    s = _mm_hadd_ps(s, s);
+    return _mm_cvtss_f32(s);
+}
+
+#define HEURISTIC_WALK_NAME heuristic_walk_avx2_impl
+#define HEURISTIC_STEP heuristic_step_avx2
+#define HEURISTIC_SIGNS heuristic_signs_avx2
+#define HEURISTIC_DISTANCE heuristic_distance_avx2
+#include "heuristic_walk.inc"
+
+void lq_heuristic_walk_avx2(const lq_lattice *L, const float *w,
+                            void (*visit)(uint64_t code, float dist, void *ctx), void *ctx) {
+    heuristic_walk_avx2_impl(L, w, visit, ctx);
+}
+
+int lq_simd_usable(const lq_lattice *L) {
     static int cpu = -1;
     if (cpu < 0) {
         __builtin_cpu_init();
         cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
     /* read each call (once per batch of blocks) so tests can run both paths in one process */
-    return cpu && !getenv("LQ_NO_SIMD") && (L->dpad == 8 || L->dpad == 16);
+    return cpu && !getenv("LQ_NO_SIMD") && L->d <= 16;
 }

@@ -7,9 +7,11 @@
 
 #define DPAD_MAX 32
 
-/* 1 when this CPU has AVX2+FMA, the lattice's padded width is 8 or 16, and LQ_NO_SIMD is
+/* 1 when this CPU has AVX2+FMA, the lattice has d ≤ 16, and LQ_NO_SIMD is
  * unset in the environment (the switch the tests use to run the scalar reference). */
-int lq_exact_avx2_usable(const lq_lattice *L);
+int lq_simd_usable(const lq_lattice *L);
 uint64_t lq_exact_search_avx2(const lq_lattice *L, const float *w, uint64_t *nodes);
+void lq_heuristic_walk_avx2(const lq_lattice *L, const float *w,
+                            void (*visit)(uint64_t code, float dist, void *ctx), void *ctx);
 
 #endif

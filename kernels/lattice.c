@@ -49,6 +49,7 @@ void lq_lattice_free(lq_lattice *L) {
     free(L->M);
     free(L->pinv);
     free(L->null_basis);
+    free(L->null_padded);
     free(L->byte_tables);
     free(L->tree_column);
     free(L->rotation);
@@ -81,8 +82,10 @@ static lq_status prepare_heuristic(lq_lattice *L, const double *Md) {
         free(qt);
         return lq_fail(LQ_ERR_NUMERIC, "lattice %d/%d: M does not have full row rank", D, d);
     }
+    memset(L->null_padded, 0, sizeof(float) * (D - d) * LQ_NULL_STRIDE);
     for (int r = 0; r < D - d; r++)
-        for (int c = 0; c < D; c++) L->null_basis[r * D + c] = (float)qt[(d + r) * D + c];
+        for (int c = 0; c < D; c++)
+            L->null_basis[r * D + c] = L->null_padded[r * LQ_NULL_STRIDE + c] = (float)qt[(d + r) * D + c];
     /* X = R1⁻ᵀ (d × d, lower triangular): solve R1ᵀ X = I column by column */
     double X[LQ_LATTICE_MAX_SMALL_D * LQ_LATTICE_MAX_SMALL_D];
     for (int c = 0; c < d; c++)
@@ -202,13 +205,14 @@ lq_status lq_lattice_init(lq_lattice *L, int D, int d, const float *M) {
     L->M = malloc(sizeof(float) * d * D);
     L->pinv = malloc(sizeof(float) * D * d);
     L->null_basis = malloc(sizeof(float) * (D - d) * D);
+    L->null_padded = malloc(sizeof(float) * (D - d) * LQ_NULL_STRIDE);
     L->byte_tables = malloc(sizeof(float) * nbytes * 256 * d);
     L->tree_column = malloc(sizeof(int) * D);
     L->rotation = malloc(sizeof(float) * L->dpad * d);
     L->r_columns = malloc(sizeof(float) * D * L->dpad);
     L->reach = malloc(sizeof(float) * (D + 1) * L->dpad);
     double *Md = malloc(sizeof(double) * d * D);
-    if (!L->M || !L->pinv || !L->null_basis || !L->byte_tables || !L->tree_column ||
+    if (!L->M || !L->pinv || !L->null_basis || !L->null_padded || !L->byte_tables || !L->tree_column ||
         !L->rotation || !L->r_columns || !L->reach || !Md) {
         free(Md);
         lq_lattice_free(L);

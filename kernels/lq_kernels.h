@@ -10,6 +10,8 @@
 #include "lq_common.h"
 #include "lattice_math.h"
 
+#define LQ_NULL_STRIDE (LQ_LATTICE_MAX_D + 8)
+
 /* A mapping matrix M (d × D) with everything the encoders precompute from it. */
 typedef struct {
     int D, d;
@@ -19,6 +21,7 @@ typedef struct {
     float *pinv;         /* D × d: M⁺ = Mᵀ(MMᵀ)⁻¹ */
     float *null_basis;   /* (D−d) × D: rows span null(M), the Householder-QR complement of
                             Mᵀ with LAPACK's dlarfg sign convention (the reference basis) */
+    float *null_padded;  /* (D−d) × LQ_NULL_STRIDE: the same rows, zero-padded for vector loads */
     float *byte_tables;  /* ⌈D/8⌉ × 256 × d: Σ_{j in byte b} M[:, j]·y_j for each byte value */
 
     /* exact encoder: branch and bound in a rotated basis where M becomes upper trapezoidal */

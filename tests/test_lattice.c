@@ -71,8 +71,9 @@ static void test_exact_matches_bruteforce(void **state) {
     for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
         int D = configs[c][0], d = configs[c][1];
         float *M = random_matrix(d, D, 100 + c);
-        check_exact_against_bruteforce(M, D, d, 150, 7 + c, NULL);
-        check_exact_against_bruteforce(M, D, d, 150, 7 + c, "scalar");
+        size_t n = D >= 17 ? 40 : 150; /* brute force costs 2^D·d·D per block */
+        check_exact_against_bruteforce(M, D, d, n, 7 + c, NULL);
+        check_exact_against_bruteforce(M, D, d, n, 7 + c, "scalar");
         free(M);
     }
 }
@@ -139,10 +140,13 @@ static void test_null_basis_properties(void **state) {
  * double in lexicographic z order. */
 static void test_heuristic_matches_direct_enumeration(void **state) {
     (void)state;
-    static const int configs[][2] = {{12, 6}, {16, 8}, {14, 10}, {20, 10}};
-    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
-        int D = configs[c][0], d = configs[c][1];
-        float *M = random_matrix(d, D, 200 + c);
+    static const int configs[][2] = {{12, 6}, {16, 8}, {14, 10}, {20, 10}, {22, 16}, {36, 24}};
+    for (size_t c = 0; c < 2 * sizeof configs / sizeof configs[0]; c++) {
+        /* every config twice: the vector path, then the scalar reference */
+        if (c % 2) setenv("LQ_NO_SIMD", "1", 1);
+        else unsetenv("LQ_NO_SIMD");
+        int D = configs[c / 2][0], d = configs[c / 2][1];
+        float *M = random_matrix(d, D, 200 + c / 2);
         lq_lattice L;
         assert_int_equal(lq_lattice_init(&L, D, d, M), LQ_OK);
         size_t n = 60;
@@ -150,7 +154,7 @@ static void test_heuristic_matches_direct_enumeration(void **state) {
         uint64_t *ch = malloc(8 * n), *ce = malloc(8 * n);
         float *dh = malloc(4 * n), *de = malloc(4 * n);
         assert_int_equal(lq_encode_heuristic(&L, w, n, ch, dh, NULL), LQ_OK);
-        assert_int_equal(lq_encode_exact(&L, w, n, ce, de, NULL), LQ_OK);
+        if (D <= 24) assert_int_equal(lq_encode_exact(&L, w, n, ce, de, NULL), LQ_OK);
         for (size_t b = 0; b < n; b++) {
             const float *wb = w + b * d;
             double u[LQ_LATTICE_MAX_D], best = INFINITY;
@@ -170,11 +174,12 @@ static void test_heuristic_matches_direct_enumeration(void **state) {
                 if (e < best) best = e;
             }
             assert_true(fabs(dh[b] - best) <= 1e-5 * (1 + best));
-            assert_true(de[b] <= dh[b] + 1e-6f); /* exact is never worse */
+            if (D <= 24) assert_true(de[b] <= dh[b] + 1e-6f); /* exact is never worse */
         }
         free(M), free(w), free(ch), free(ce), free(dh), free(de);
         lq_lattice_free(&L);
     }
+    unsetenv("LQ_NO_SIMD");
 }
 
 static void test_softmin_gradient_finite_differences(void **state) {
