@@ -1,8 +1,5 @@
-/* liftquant common/: status codes, error messages, logging, dtypes.
- *
- * Error convention (SQLite style): every function that can fail returns an lq_status.
- * On failure it has called lq_fail(), which stores a message naming the file, tensor or
- * flag at fault in a thread-local buffer; lq_last_error() reads it back. Only mains exit. */
+/* liftquant common/: logging, dtypes, atomic file writes, and (re-exported from
+ * kernels/lq_base.h) status codes, error messages, clock and RNG. */
 #ifndef LQ_COMMON_H
 #define LQ_COMMON_H
 
@@ -10,28 +7,7 @@
 #include <stdint.h>
 #include <stdarg.h>
 
-typedef enum {
-    LQ_OK = 0,
-    LQ_ERR_ARG,          /* bad argument or flag */
-    LQ_ERR_IO,           /* open/read/write/mmap/rename failed */
-    LQ_ERR_FORMAT,       /* malformed file contents */
-    LQ_ERR_NOMEM,        /* allocation failed */
-    LQ_ERR_RANGE,        /* value out of range, offsets out of bounds */
-    LQ_ERR_UNSUPPORTED,  /* valid but not supported (dtype, architecture, config) */
-    LQ_ERR_NOT_FOUND,    /* missing tensor, key or file */
-    LQ_ERR_NUMERIC,      /* non-finite values, singular matrix */
-    LQ_ERR_INTERNAL
-} lq_status;
-
-const char *lq_status_name(lq_status s);
-
-/* Records a printf-style message for the current thread and returns `code`, so failure paths
- * read `return lq_fail(LQ_ERR_FORMAT, "%s: header is not JSON", path);`. */
-lq_status lq_fail(lq_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Prepends context to the current message ("loading lattice x: " + old message). */
-lq_status lq_fail_context(lq_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-const char *lq_last_error(void);
-void lq_clear_error(void);
+#include "lq_base.h"
 
 /* Logging to stderr. Level from LQ_LOG (error|warn|info|debug), default info. */
 typedef enum { LQ_LOG_ERROR = 0, LQ_LOG_WARN, LQ_LOG_INFO, LQ_LOG_DEBUG } lq_log_level;
@@ -42,8 +18,6 @@ void lq_log_set_level(lq_log_level level);
 #define LQ_INFO(...)  lq_log(LQ_LOG_INFO, __VA_ARGS__)
 #define LQ_DEBUG(...) lq_log(LQ_LOG_DEBUG, __VA_ARGS__)
 
-/* Monotonic wall clock in seconds. */
-double lq_seconds(void);
 
 /* ---- dtypes ------------------------------------------------------------------------ */
 typedef enum {
@@ -67,14 +41,6 @@ uint16_t lq_f32_to_bf16(float f);
 /* Converts n elements of a float dtype (F32/F16/BF16/F64) to f32. */
 lq_status lq_convert_to_f32(lq_dtype src_type, const void *src, float *dst, size_t n);
 lq_status lq_convert_from_f32(lq_dtype dst_type, const float *src, void *dst, size_t n);
-
-/* ---- small helpers shared by every room ------------------------------------------------ */
-/* Deterministic RNG (xoshiro256**, splitmix64 seeding) with Gaussian draws. */
-typedef struct { uint64_t s[4]; int has_spare; double spare; } lq_rng;
-void lq_rng_seed(lq_rng *r, uint64_t seed);
-uint64_t lq_rng_u64(lq_rng *r);
-double lq_rng_uniform(lq_rng *r);          /* [0, 1) */
-double lq_rng_normal(lq_rng *r);           /* N(0, 1), Box–Muller */
 
 /* Writes `len` bytes to path atomically: path.tmp.<pid>, fsync, rename, fsync(dir). */
 lq_status lq_write_file_atomic(const char *path, const void *data, size_t len);

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lq_common.h"
+#include "lq_base.h"
 #include "lattice_math.h"
 
 #define LQ_NULL_STRIDE (LQ_LATTICE_MAX_D + 8)
