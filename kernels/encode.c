@@ -48,8 +48,16 @@ static void child_bounds_scalar(const lq_lattice *L, int k, const float *restric
 }
 
 #define EXACT_SEARCH_NAME exact_search_scalar
+#define EXACT_WINDOW_NAME exact_window_scalar
 #define EXACT_CHILD_BOUNDS child_bounds_scalar
 #include "exact_search.inc"
+
+size_t lq_exact_candidates(const lq_lattice *L, const float *w, float window, uint64_t *codes,
+                           float *dist, size_t cap, uint64_t *nodes) {
+    if (cap == 0) return 0;
+    return lq_simd_usable(L) ? lq_exact_window_avx2(L, w, window, codes, dist, cap, nodes)
+                             : exact_window_scalar(L, w, window, codes, dist, cap, nodes);
+}
 
 lq_status lq_encode_exact(const lq_lattice *L, const float *w, size_t nblocks, uint64_t *codes,
                           float *dist, lq_encode_stats *stats) {

@@ -44,11 +44,17 @@ static inline void child_bounds_avx2(const lq_lattice *L, int k, const float *pa
 }
 
 #define EXACT_SEARCH_NAME lq_exact_search_avx2_impl
+#define EXACT_WINDOW_NAME lq_exact_window_avx2_impl
 #define EXACT_CHILD_BOUNDS child_bounds_avx2
 #include "exact_search.inc"
 
 uint64_t lq_exact_search_avx2(const lq_lattice *L, const float *w, uint64_t *nodes) {
     return lq_exact_search_avx2_impl(L, w, nodes);
+}
+
+size_t lq_exact_window_avx2(const lq_lattice *L, const float *w, float window, uint64_t *codes,
+                            float *dists, size_t cap, uint64_t *nodes) {
+    return lq_exact_window_avx2_impl(L, w, window, codes, dists, cap, nodes);
 }
 
 /* ---- heuristic: v in 4 registers (D ≤ 32), signs by movemask, codewords from byte tables

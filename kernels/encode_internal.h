@@ -11,6 +11,8 @@
  * unset in the environment (the switch the tests use to run the scalar reference). */
 int lq_simd_usable(const lq_lattice *L);
 uint64_t lq_exact_search_avx2(const lq_lattice *L, const float *w, uint64_t *nodes);
+size_t lq_exact_window_avx2(const lq_lattice *L, const float *w, float window, uint64_t *codes,
+                            float *dists, size_t cap, uint64_t *nodes);
 void lq_heuristic_walk_avx2(const lq_lattice *L, const float *w,
                             void (*visit)(uint64_t code, float dist, void *ctx), void *ctx);
 

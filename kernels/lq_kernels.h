@@ -55,6 +55,12 @@ lq_status lq_encode_exact(const lq_lattice *L, const float *w, size_t nblocks, u
 /* Heuristic (§2.2): best of sign(M⁺w + Nᵀz) over all z ∈ {±1}^(D−d). */
 lq_status lq_encode_heuristic(const lq_lattice *L, const float *w, size_t nblocks, uint64_t *codes,
                          float *dist, lq_encode_stats *stats);
+/* Every code within `window` of the nearest one for one block, found by the exact branch
+ * and bound with its radius widened by window: writes up to cap codes and distances (the
+ * nearest always among them), returns how many qualified (may exceed cap; then the cap
+ * nearest-found are kept). */
+size_t lq_exact_candidates(const lq_lattice *L, const float *w, float window, uint64_t *codes,
+                           float *dist, size_t cap, uint64_t *nodes);
 /* The heuristic's candidate set for one block (consecutive duplicates removed): writes up to
  * cap codes and their distances, returns how many there are (may exceed cap). */
 size_t lq_heuristic_candidates(const lq_lattice *L, const float *w, uint64_t *codes, float *dist,

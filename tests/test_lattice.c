@@ -93,6 +93,56 @@ static void test_exact_with_ties(void **state) {
     free(M);
 }
 
+/* The window enumeration returns exactly the codes within the window of the minimum (as
+ * brute force finds them), and with a small cap the nearest of them. */
+static void test_exact_window_matches_bruteforce(void **state) {
+    (void)state;
+    int D = 12, d = 6;
+    float *M = random_matrix(d, D, 31);
+    float *w = random_blocks(d, 40, 32);
+    lq_lattice L;
+    assert_int_equal(lq_lattice_init(&L, D, d, M), LQ_OK);
+    for (int simd = 0; simd < 2; simd++) {
+        if (simd) unsetenv("LQ_NO_SIMD");
+        else setenv("LQ_NO_SIMD", "1", 1);
+        for (int b = 0; b < 40; b++) {
+            const float *wb = w + b * d;
+            float all[4096], best = INFINITY;
+            for (uint64_t c = 0; c < 4096; c++) {
+                all[c] = lq_code_distance(M, d, D, wb, c);
+                if (all[c] < best) best = all[c];
+            }
+            const float window = 0.6f;
+            uint64_t codes[4096], nodes = 0;
+            float dist[4096];
+            size_t n = lq_exact_candidates(&L, wb, window, codes, dist, 4096, &nodes);
+            size_t expected = 0;
+            for (uint64_t c = 0; c < 4096; c++) expected += all[c] < best + window;
+            /* codes right at the window's edge may fall either side through rounding */
+            size_t edge = 0;
+            for (uint64_t c = 0; c < 4096; c++) edge += fabsf(all[c] - (best + window)) < 1e-5f;
+            assert_true(n + edge >= expected && n <= expected + edge);
+            for (size_t i = 0; i < n; i++) {
+                assert_true(fabsf(dist[i] - all[codes[i]]) <= 1e-5f * (1 + all[codes[i]]));
+                for (size_t j = 0; j < i; j++) assert_true(codes[i] != codes[j]);
+            }
+            /* cap 3: the three nearest */
+            size_t k = lq_exact_candidates(&L, wb, window, codes, dist, 3, &nodes);
+            assert_true(k == (expected < 3 ? expected : 3) || edge);
+            float sorted[4096];
+            memcpy(sorted, all, sizeof all);
+            for (size_t i = 0; i < k; i++) { /* each kept one is among the k nearest */
+                size_t nearer = 0;
+                for (uint64_t c = 0; c < 4096; c++) nearer += sorted[c] < dist[i] - 1e-5f;
+                assert_true(nearer < k);
+            }
+        }
+    }
+    unsetenv("LQ_NO_SIMD");
+    lq_lattice_free(&L);
+    free(M), free(w);
+}
+
 /* The reference basis: Householder QR of Mᵀ with LAPACK's sign convention. For M = [3 4]
  * the reflector is H = [[−0.6, −0.8], [−0.8, 0.6]], so N = (−0.8, 0.6) — numpy's SVD gives
  * Vh[1] = the same vector up to sign. */
@@ -385,6 +435,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_matches_bruteforce),
         cmocka_unit_test(test_exact_with_ties),
+        cmocka_unit_test(test_exact_window_matches_bruteforce),
         cmocka_unit_test(test_null_basis_reference_convention),
         cmocka_unit_test(test_null_basis_properties),
         cmocka_unit_test(test_heuristic_matches_direct_enumeration),

@@ -19,7 +19,8 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: lq-lattice train D/d [--seed S] [--out FILE] [--restarts R] [--steps N]\n"
-            "                   [--batch B] [--lr LR] [--candidates full|heuristic]\n"
+            "                   [--batch B] [--lr LR] [--tau T] [--tau-end T]\n"
+            "                   [--candidates full|heuristic|window]\n"
             "                   [--lloyd N] [--lloyd-samples N] [--lloyd-encoder E]\n"
             "                   [--eval-vectors N] [--quiet]\n"
             "       lq-lattice bench [--configs LIST] [--vectors N] [--exact-vectors N]\n"
@@ -87,10 +88,16 @@ static int cmd_train(int argc, char **argv, const char *lattice_dir) {
         } else if (!strcmp(a, "--lr")) {
             if (!v || !(atof(v) > 0)) { fprintf(stderr, "lq-lattice: --lr needs a positive number\n"); return 2; }
             o.lr = atof(v), o.lr_min = o.lr / 20.0, i++;
+        } else if (!strcmp(a, "--tau") || !strcmp(a, "--tau-end")) {
+            if (!v || !(atof(v) > 0)) { fprintf(stderr, "lq-lattice: %s needs a positive number\n", a); return 2; }
+            if (!strcmp(a, "--tau")) o.tau = o.tau_end = atof(v);
+            else o.tau_end = atof(v);
+            i++;
         } else if (!strcmp(a, "--candidates")) {
             if (v && !strcmp(v, "full")) o.candidates = LQ_CANDIDATES_FULL;
             else if (v && !strcmp(v, "heuristic")) o.candidates = LQ_CANDIDATES_HEURISTIC;
-            else { fprintf(stderr, "lq-lattice: --candidates: full or heuristic\n"); return 2; }
+            else if (v && !strcmp(v, "window")) o.candidates = LQ_CANDIDATES_WINDOW;
+            else { fprintf(stderr, "lq-lattice: --candidates: full, heuristic or window\n"); return 2; }
             i++;
         } else if (!strcmp(a, "--lloyd")) {
             if (!parse_long(a, v, 0, 100000, &x)) return 2;

@@ -42,8 +42,10 @@ lq_status lq_lattice_file_write(const char *path, const float *M, int D, int d, 
         META("softmin_steps", "%d", o->steps);
         META("softmin_batch", "%d", o->batch);
         META("softmin_tau", "%g", o->tau);
+        META("softmin_tau_end", "%g", o->tau_end);
         META("softmin_lr", "%g", o->lr);
-        META("softmin_candidates", "%s", o->candidates == LQ_CANDIDATES_FULL ? "full" : "heuristic");
+        META("softmin_candidates", "%s", o->candidates == LQ_CANDIDATES_FULL ? "full"
+                                         : o->candidates == LQ_CANDIDATES_HEURISTIC ? "heuristic" : "window");
         META("lloyd_iterations", "%d", o->lloyd_iterations);
         META("lloyd_samples", "%d", o->lloyd_samples);
         META("lloyd_encoder", "%s", lq_encoder_name(o->lloyd_encoder));

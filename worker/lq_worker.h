@@ -20,7 +20,12 @@ lq_status lq_lattice_config_parse(const char *text, int *D, int *d);
  * the M with the lowest MSE on held-out vectors.
  * Restarts repeat both from fresh inits; the best by held-out MSE is returned. Everything is
  * deterministic for a seed, whatever the thread count. */
-typedef enum { LQ_CANDIDATES_FULL, LQ_CANDIDATES_HEURISTIC } lq_candidate_set;
+/* FULL: all 2^D codes (variant A). HEURISTIC: the 2^(D−d) sign patterns (variant B).
+ * WINDOW: every code within SOFTMIN_WINDOW of the nearest, enumerated exactly by the branch
+ * and bound — the full set's soft-min up to terms weighing < e^(−τ·window), at a cost close
+ * to one exact search, so variant A's objective is affordable for every D the exact search
+ * handles. */
+typedef enum { LQ_CANDIDATES_FULL, LQ_CANDIDATES_HEURISTIC, LQ_CANDIDATES_WINDOW } lq_candidate_set;
 
 typedef struct {
     int D, d;
@@ -29,6 +34,7 @@ typedef struct {
     /* soft-min Adam phase */
     int steps, batch;
     double lr, lr_min, tau;
+    double tau_end;      /* τ grows geometrically from tau to tau_end over the steps (soft → hard minimum) */
     lq_candidate_set candidates;
     /* Lloyd phase */
     int lloyd_iterations, lloyd_samples;
