@@ -34,7 +34,8 @@ static void usage(FILE *out) {
             "        the Shannon bound 2^(-2R), and seconds per 1M weights (2 threads unless\n"
             "        OMP_NUM_THREADS says otherwise). Default configs: %s.\n"
             "        --exact-vectors caps the vectors given to the exact encoder for configs\n"
-            "        with D - d >= 14, where it costs seconds per thousand (default 2000).\n"
+            "        with D - d >= 14 or D >= 28, where it costs seconds per thousand\n"
+            "        (default 2000).\n"
             "encoders: exact, heuristic, bruteforce (D <= 24).\n",
             LQ_DEFAULT_LATTICE_DIR, STANDARD_CONFIGS);
 }
@@ -219,7 +220,7 @@ static int cmd_bench(int argc, char **argv, const char *lattice_dir) {
             lq_encoder_from_name(e, &enc);
             if (enc == LQ_ENCODER_BRUTEFORCE && D > 24) continue;
             long n = vectors;
-            if (enc == LQ_ENCODER_EXACT && D - d >= 14 && n > exact_vectors) n = exact_vectors;
+            if (enc == LQ_ENCODER_EXACT && (D - d >= 14 || D >= 28) && n > exact_vectors) n = exact_vectors;
             if (enc == LQ_ENCODER_BRUTEFORCE && n > 2000) n = 2000;
             double mse, sec;
             if (lq_lattice_gaussian_mse(&L, enc, (size_t)n, (uint64_t)seed, &mse, &sec) != LQ_OK) {

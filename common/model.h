@@ -1,0 +1,98 @@
+/* The in-memory llama-family model every loader fills and the forward pass runs.
+ *
+ * All loaders (Hugging Face directory, GGUF, llama2.c .bin) produce the same lq_model: f32
+ * weights, one rotary convention stated in the config, linear layers behind lq_linear so
+ * that quantized layers (worker/) can replace dense ones without the forward pass knowing.
+ * Shapes follow PyTorch nn.Linear: weight is out_features × in_features, row-major. */
+#ifndef LQ_MODEL_H
+#define LQ_MODEL_H
+
+#include "lq_common.h"
+#include "tokenizer.h"
+
+/* Which pairs of a head's dimensions RoPE rotates together.
+ *   INTERLEAVED: (2i, 2i+1) — llama2.c and GGUF (whose converter permutes q/k rows into it).
+ *   HALF:        (i, i + rope_dim/2) — Hugging Face checkpoints ("rotate_half"). */
+typedef enum { LQ_ROPE_INTERLEAVED = 0, LQ_ROPE_HALF = 1 } lq_rope_style;
+
+typedef struct {
+    char arch[32];          /* from metadata: "llama", "mistral", "qwen2", "qwen3" */
+    int dim;                /* hidden size */
+    int hidden_dim;         /* MLP intermediate size */
+    int n_layers, n_heads, n_kv_heads, head_dim;
+    int vocab_size;
+    int max_seq_len;        /* trained context length */
+    float norm_eps;         /* RMSNorm epsilon */
+    float rope_theta;
+    int rope_dim;           /* rotated dimensions per head (= head_dim unless partial) */
+    lq_rope_style rope_style;
+    /* Llama 3 "llama3" rope scaling; rope_scale_factor = 0 means none */
+    float rope_scale_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_pos;
+    int has_qkv_bias;       /* Qwen2.5 */
+    int has_qk_norm;        /* Qwen3: RMSNorm over each head of q and k before RoPE */
+    int tied_embeddings;    /* lm_head shares tok_embeddings */
+} lq_model_config;
+
+/* A linear layer y = W x (+ b) over ntok tokens: x is ntok × in, y is ntok × out.
+ * Dense layers have weight set and forward NULL (the forward pass uses lq_gemm); quantized
+ * layers set forward and impl. */
+typedef struct lq_linear lq_linear;
+struct lq_linear {
+    int in_features, out_features;
+    float *weight;          /* out × in, or NULL when forward is set */
+    float *bias;            /* out, or NULL */
+    lq_status (*forward)(const lq_linear *self, const float *x, int ntok, float *y);
+    void *impl;
+    void (*free_impl)(void *impl);
+};
+
+typedef struct {
+    float *attn_norm;       /* dim */
+    float *ffn_norm;        /* dim */
+    float *q_norm, *k_norm; /* head_dim each, Qwen3 only, else NULL */
+    lq_linear wq, wk, wv, wo;            /* wq: (n_heads·head_dim) × dim, wk/wv: (n_kv_heads·head_dim) × dim */
+    lq_linear w_gate, w_up, w_down;      /* gate/up: hidden × dim, down: dim × hidden */
+} lq_layer;
+
+typedef struct {
+    lq_model_config cfg;
+    float *tok_embeddings;  /* vocab × dim */
+    lq_layer *layers;       /* n_layers */
+    float *final_norm;      /* dim */
+    lq_linear lm_head;      /* vocab × dim; weight == tok_embeddings when tied */
+    lq_tokenizer *tokenizer;/* NULL for a llama2.c checkpoint loaded without a tokenizer */
+    char source[1024];      /* the path it was loaded from, for messages */
+    char format[16];        /* "hf", "gguf", "llama2c" */
+} lq_model;
+
+/* Loads any supported input, chosen by content, not by name: a directory (Hugging Face:
+ * config.json + safetensors + tokenizer.json), a file starting with the GGUF magic, else a
+ * llama2.c checkpoint (tokenizer_path: its tok*.bin; may be NULL, then no tokenizer).
+ * Errors name the file and the tensor or key at fault. */
+lq_status lq_model_load(const char *path, const char *tokenizer_path, lq_model **out);
+void lq_model_free(lq_model *m);
+
+/* Allocation helpers for loaders: a zeroed model with cfg set and layers allocated, every
+ * tensor allocated through lq_model_alloc so lq_model_free releases it. */
+lq_status lq_model_new(const lq_model_config *cfg, lq_model **out);
+float *lq_model_alloc(lq_model *m, size_t count);   /* count floats, zeroed; NULL on OOM */
+/* Checks cfg for consistency (positive sizes, heads divide, head_dim even, …), naming the
+ * field and the source. */
+lq_status lq_model_config_validate(const lq_model_config *cfg, const char *source);
+/* Number of parameters in the decoder-layer linears, embeddings, etc. (for reports). */
+size_t lq_model_parameter_count(const lq_model *m);
+
+/* ---- forward pass (common/forward.c) -----------------------------------------------------
+ * A session holds the KV cache and scratch of one sequence. lq_forward runs ntok tokens
+ * from the session's current position (prefill when ntok > 1: batched GEMMs; decode when
+ * ntok = 1) and advances it. logits: NULL, or ntok × vocab when all_logits, else vocab (the
+ * last token's). Both cores are used (OpenBLAS threads, parallel attention heads). */
+typedef struct lq_session lq_session;
+lq_status lq_session_new(const lq_model *m, int max_tokens, lq_session **out);
+void lq_session_free(lq_session *s);
+void lq_session_reset(lq_session *s);
+int lq_session_position(const lq_session *s);
+lq_status lq_forward(lq_session *s, const int *tokens, int ntok, float *logits, int all_logits);
+
+#endif
