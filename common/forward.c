@@ -38,17 +38,6 @@ struct lq_session {
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2; /* chunk × width scratch */
 };
 
-static int thread_count(void) {
-    const char *env = getenv("LQ_THREADS");
-    if (env && *env) {
-        char *end;
-        long n = strtol(env, &end, 10);
-        if (*end == '\0' && n >= 1 && n <= 1024) return (int)n;
-    }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    return cores < 2 ? (int)cores : 2;
-}
 
 /* Inverse frequencies of the rotary pairs, Hugging Face's llama3 scaling applied when set:
  * long wavelengths (beyond original_max_pos / low_freq_factor) are slowed by `factor`, short
@@ -98,7 +87,7 @@ lq_status lq_session_new(const lq_model *m, int max_tokens, lq_session **out) {
     if (!s) return lq_fail(LQ_ERR_NOMEM, "lq_session_new: out of memory");
     s->m = m;
     s->max_tokens = max_tokens;
-    s->n_threads = thread_count();
+    s->n_threads = lq_default_threads();
     s->chunk = max_tokens < CHUNK ? max_tokens : CHUNK;
     s->q_dim = c->n_heads * c->head_dim;
     s->kv_dim = c->n_kv_heads * c->head_dim;

@@ -4,7 +4,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 static _Thread_local char lq_error_message[1024];
 
@@ -106,3 +108,16 @@ double lq_rng_normal(lq_rng *r) {
     return rad * cos(2.0 * M_PI * u2);
 }
 
+
+int lq_default_threads(void) {
+    const char *env = getenv("LQ_THREADS");
+    if (env && *env) {
+        char *end;
+        long n = strtol(env, &end, 10);
+        /* an unusable value falls back to the default rather than failing deep in a GEMM */
+        if (*end == '\0' && n >= 1 && n <= 1024) return (int)n;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    return cores < 2 ? (int)cores : 2;
+}

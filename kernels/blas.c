@@ -32,26 +32,14 @@ static void use_threads(int n) {
     }
 }
 
-static int default_threads(void) {
-    const char *env = getenv("LQ_THREADS");
-    if (env && *env) {
-        char *end;
-        long n = strtol(env, &end, 10);
-        if (*end == '\0' && n >= 1 && n <= 1024) return (int)n;
-        /* an unusable value falls back to the default rather than failing deep in a GEMM */
-    }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    return cores < 2 ? (int)cores : 2;
-}
 
 static void apply_default_threads(void) {
-    if (!threads_chosen) threads_allowed = default_threads();
+    if (!threads_chosen) threads_allowed = lq_default_threads();
 }
 
 void lq_blas_set_threads(int n) {
     threads_chosen = 1;
-    threads_allowed = n >= 1 ? n : default_threads();
+    threads_allowed = n >= 1 ? n : lq_default_threads();
 }
 
 void lq_gemm_f32_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,

@@ -26,21 +26,10 @@
  * driver reserves local memory for every thread the device can hold at once, so lattices
  * with d ≤ 16 (nearly all of them) get an instance with half the buffer. */
 static __device__ __forceinline__ void child_bounds_cuda(const lq_lattice *L, int k,
-                                                         const float *__restrict__ parent,
-                                                         float *__restrict__ plus,
-                                                         float *__restrict__ minus, float *bounds) {
-    const int dp = L->dpad;
-    const float *__restrict__ rcol = L->r_columns + (size_t)k * dp;
-    const float *__restrict__ reach = L->reach + (size_t)k * dp;
-    float bp = 0.0f, bm = 0.0f;
-    for (int i = 0; i < dp; i++) {
-        plus[i] = parent[i] - rcol[i];
-        minus[i] = parent[i] + rcol[i];
-        bp += lq_row_lower_bound(plus[i], reach[i]);
-        bm += lq_row_lower_bound(minus[i], reach[i]);
-    }
-    bounds[0] = bp;
-    bounds[1] = bm;
+                                                         const float *parent, float *plus,
+                                                         float *minus, float *bounds) {
+    lq_child_bounds(parent, L->r_columns + (size_t)k * L->dpad, L->reach + (size_t)k * L->dpad,
+                    L->dpad, plus, minus, bounds);
 }
 
 #define DPAD_MAX 16

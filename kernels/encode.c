@@ -31,20 +31,10 @@ lq_status lq_encoder_from_name(const char *name, lq_encoder *out) {
 /* ---- exact: depth-first branch and bound (exact_search.inc) ----------------------------
  * The scalar instance below is the reference; encode_avx2.c instantiates the same search
  * with vector bounds, chosen at run time. */
-static void child_bounds_scalar(const lq_lattice *L, int k, const float *restrict parent,
-                                float *restrict plus, float *restrict minus, float *bounds) {
-    const int dp = L->dpad;
-    const float *restrict rcol = L->r_columns + (size_t)k * dp;
-    const float *restrict reach = L->reach + (size_t)k * dp;
-    float bp = 0.0f, bm = 0.0f;
-    for (int i = 0; i < dp; i++) {
-        plus[i] = parent[i] - rcol[i];
-        minus[i] = parent[i] + rcol[i];
-        bp += lq_row_lower_bound(plus[i], reach[i]);
-        bm += lq_row_lower_bound(minus[i], reach[i]);
-    }
-    bounds[0] = bp;
-    bounds[1] = bm;
+static inline void child_bounds_scalar(const lq_lattice *L, int k, const float *parent,
+                                       float *plus, float *minus, float *bounds) {
+    lq_child_bounds(parent, L->r_columns + (size_t)k * L->dpad, L->reach + (size_t)k * L->dpad,
+                    L->dpad, plus, minus, bounds);
 }
 
 #define EXACT_SEARCH_NAME exact_search_scalar

@@ -17,6 +17,7 @@
 #define LQ_HD __host__ __device__ __forceinline__
 #else
 #define LQ_HD static inline
+
 #endif
 
 #define LQ_LATTICE_MAX_D 48     /* lifted dimension: codes fit a uint64_t, tables stay small */
@@ -72,6 +73,24 @@ LQ_HD void lq_codeword_from_byte_tables(const float *byte_tables, int d, int D, 
 LQ_HD float lq_row_lower_bound(float residual, float reach) {
     float gap = (residual < 0.0f ? -residual : residual) - reach;
     return gap > 0.0f ? gap * gap : 0.0f;
+}
+
+
+/* One node of the exact search (exact_search.inc): both children of fixing column k of R
+ * (rcol) to +1 and to −1 from the parent's residuals, and their lower bounds Σ_i
+ * (|residual_i| − reach_i)₊². dp rows, zero-padded; the scalar CPU path and the CUDA kernel
+ * run exactly this, the AVX2 path the same operations eight rows at a time. */
+LQ_HD void lq_child_bounds(const float *parent, const float *rcol, const float *reach, int dp,
+                           float *plus, float *minus, float *bounds) {
+    float bp = 0.0f, bm = 0.0f;
+    for (int i = 0; i < dp; i++) {
+        plus[i] = parent[i] - rcol[i];
+        minus[i] = parent[i] + rcol[i];
+        bp += lq_row_lower_bound(plus[i], reach[i]);
+        bm += lq_row_lower_bound(minus[i], reach[i]);
+    }
+    bounds[0] = bp;
+    bounds[1] = bm;
 }
 
 #endif

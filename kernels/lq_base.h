@@ -40,6 +40,10 @@ void lq_clear_error(void);
 /* Monotonic wall clock in seconds. */
 double lq_seconds(void);
 
+/* Threads for compute: LQ_THREADS when it is a number in 1..1024, else min(cores, 2) — two
+ * because that is the target machine and more oversubscribes shared runners. */
+int lq_default_threads(void);
+
 /* Deterministic RNG (xoshiro256**, splitmix64 seeding) with Gaussian draws. */
 typedef struct { uint64_t s[4]; int has_spare; double spare; } lq_rng;
 void lq_rng_seed(lq_rng *r, uint64_t seed);

@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#define LQ_TEST_NAME "cuda"
+#include "test_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,22 +15,6 @@
 
 #include "lq_cuda.h"
 #include "lq_kernels.h"
-
-static float *random_matrix(int d, int D, uint64_t seed) {
-    lq_rng r;
-    lq_rng_seed(&r, seed);
-    float *M = malloc(sizeof(float) * d * D);
-    for (int i = 0; i < d * D; i++) M[i] = (float)(lq_rng_normal(&r) / sqrt((double)D));
-    return M;
-}
-
-static float *random_blocks(int d, size_t n, uint64_t seed) {
-    lq_rng r;
-    lq_rng_seed(&r, seed);
-    float *w = malloc(sizeof(float) * d * n);
-    for (size_t i = 0; i < d * n; i++) w[i] = (float)lq_rng_normal(&r);
-    return w;
-}
 
 static void expect_cuda_failure(lq_status s) {
     assert_int_not_equal(s, LQ_OK);

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#define LQ_TEST_NAME "hf"
+#include "test_util.h"
 
 #include <ftw.h>
 #include <jansson.h>
@@ -23,27 +25,6 @@
 #include "model.h"
 #include "safetensors.h"
 #include "tokenizer.h"
-
-static char temp_dir[PATH_MAX];
-
-static int create_temp_dir(void **state) {
-    (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(temp_dir, sizeof temp_dir, "%s/lq_test_hf.XXXXXX", base && base[0] ? base : "/tmp");
-    return mkdtemp(temp_dir) ? 0 : -1;
-}
-
-static int remove_entry(const char *path, const struct stat *info, int flag, struct FTW *ftw) {
-    (void)info;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int remove_temp_dir(void **state) {
-    (void)state;
-    return nftw(temp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* A fresh, empty model directory per call. */
 static const char *new_model_dir(void) {

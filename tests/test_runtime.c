@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#define LQ_TEST_NAME "runtime"
+#include "test_util.h"
 
 #include <limits.h>
 #include <math.h>
@@ -65,22 +67,6 @@ static char *read_file(const char *path, size_t *len) {
     buf[n] = 0;
     *len = (size_t)n;
     return buf;
-}
-
-static char temp_dir[PATH_MAX];
-
-static int setup_temp(void **state) {
-    (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(temp_dir, sizeof temp_dir, "%s/lq_test_runtime.XXXXXX", base && *base ? base : "/tmp");
-    return mkdtemp(temp_dir) ? 0 : -1;
-}
-
-static int teardown_temp(void **state) {
-    (void)state;
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", temp_dir);
-    return system(cmd) == 0 ? 0 : -1;
 }
 
 static const char *temp_path(const char *name) {
@@ -867,5 +853,5 @@ int main(void) {
         cmocka_unit_test(test_bad_checkpoints),
         cmocka_unit_test(test_bad_tokenizers),
     };
-    return cmocka_run_group_tests(tests, setup_temp, teardown_temp);
+    return cmocka_run_group_tests(tests, create_temp_dir, remove_temp_dir);
 }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#define LQ_TEST_NAME "safetensors"
+#include "test_util.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -20,29 +22,7 @@
 
 #include "safetensors.h"
 
-static char temp_dir[PATH_MAX];
-
 /* ---- fixture and file helpers ---------------------------------------------------------- */
-static int create_temp_dir(void **state) {
-    (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(temp_dir, sizeof temp_dir, "%s/lq_test_safetensors.XXXXXX",
-             base && base[0] ? base : "/tmp");
-    return mkdtemp(temp_dir) ? 0 : -1;
-}
-
-static int remove_entry(const char *path, const struct stat *info, int flag, struct FTW *ftw) {
-    (void)info;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int remove_temp_dir(void **state) {
-    (void)state;
-    return nftw(temp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Path of `name` inside the temp dir; a few rotating buffers so several can be live. */
 static const char *temp_path(const char *name) {
     static char buffers[4][PATH_MAX + 64];

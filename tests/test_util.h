@@ -1,0 +1,61 @@
+/* Helpers shared by the cmocka test programs: one scratch directory per program (created by
+ * the group setup, removed with everything in it by the group teardown) and seeded random
+ * data. Define LQ_TEST_NAME before including; include after cmocka.h. */
+#ifndef LQ_TEST_UTIL_H
+#define LQ_TEST_UTIL_H
+
+#include <ftw.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "lq_base.h"
+
+#ifndef LQ_TEST_NAME
+#error "define LQ_TEST_NAME (the scratch directory's prefix) before including test_util.h"
+#endif
+
+#define LQ_TEST_UNUSED __attribute__((unused))
+
+static char temp_dir[PATH_MAX];
+
+/* cmocka group setup: $TMPDIR/lq_test_<name>.XXXXXX */
+static LQ_TEST_UNUSED int create_temp_dir(void **state) {
+    (void)state;
+    const char *base = getenv("TMPDIR");
+    snprintf(temp_dir, sizeof temp_dir, "%s/lq_test_%s.XXXXXX", base && base[0] ? base : "/tmp",
+             LQ_TEST_NAME);
+    return mkdtemp(temp_dir) ? 0 : -1;
+}
+
+static int lq_test_remove_entry(const char *path, const struct stat *info, int flag, struct FTW *ftw) {
+    (void)info, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* cmocka group teardown: the directory and everything under it */
+static LQ_TEST_UNUSED int remove_temp_dir(void **state) {
+    (void)state;
+    return nftw(temp_dir, lq_test_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* d × D entries N(0, 1/D): the scale of a trained mapping matrix */
+static LQ_TEST_UNUSED float *random_matrix(int d, int D, uint64_t seed) {
+    lq_rng r;
+    lq_rng_seed(&r, seed);
+    float *M = malloc(sizeof(float) * d * D);
+    for (int i = 0; i < d * D; i++) M[i] = (float)(lq_rng_normal(&r) / sqrt((double)D));
+    return M;
+}
+
+/* n blocks of d i.i.d. N(0, 1) values */
+static LQ_TEST_UNUSED float *random_blocks(int d, size_t n, uint64_t seed) {
+    lq_rng r;
+    lq_rng_seed(&r, seed);
+    float *w = malloc(sizeof(float) * d * n);
+    for (size_t i = 0; i < d * n; i++) w[i] = (float)lq_rng_normal(&r);
+    return w;
+}
+
+#endif
