@@ -290,7 +290,7 @@ static int cmd_ppl(int argc, char **argv) {
         fprintf(stderr, "lq-eval: %s\n", lq_last_error());
         goto done;
     }
-    double nll_sum = 0.0, t0 = lq_seconds();
+    double nll_sum = 0.0, t0 = lq_seconds(), last_report = t0;
     size_t predicted = 0;
     for (size_t w = 0; w < n_windows; w++) {
         const int *ids = ws.ids + ws.start[w];
@@ -312,6 +312,15 @@ static int cmd_ppl(int argc, char **argv) {
             }
             predicted += (size_t)rows;
             done += rows;
+        }
+        /* a progress line every ~10 s (stderr, so --json output stays one object) */
+        double now = lq_seconds();
+        if (now - last_report >= 10.0 && w + 1 < n_windows) {
+            double rate = (double)predicted / (now - t0);
+            fprintf(stderr, "lq-eval: window %zu/%zu, running ppl %.4f, %.1f tokens/s, ~%.0f s left\n",
+                    w + 1, n_windows, exp(nll_sum / (double)predicted), rate,
+                    (double)(n_windows - w - 1) * (double)(n - 1) / rate);
+            last_report = now;
         }
     }
     double seconds = lq_seconds() - t0;
