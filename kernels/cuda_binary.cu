@@ -23,6 +23,7 @@
 /* Outside extern "C": under nvcc its functions are __host__ __device__ C++ inlines. */
 #include "binary_math.h"
 #include "lq_binary.h"
+#include "cuda_util.cuh"
 
 #define ROWS_PER_WARP 4
 #define WARPS_PER_BLOCK 8
@@ -79,25 +80,6 @@ __global__ void binary_gemv_kernel(const uint32_t *__restrict__ bits, int oc, in
 
 /* ---- host side --------------------------------------------------------------------------- */
 
-/* No device, or no kernel image this device can run, is a configuration the caller falls back
- * from; anything else is a failed operation. */
-static lq_status cuda_fail(cudaError_t err, const char *call) {
-    const int unsupported = err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver ||
-                            err == cudaErrorNoKernelImageForDevice ||
-                            err == cudaErrorUnsupportedPtxVersion || err == cudaErrorInvalidDevice;
-    (void)cudaGetLastError(); /* clear a non-sticky error so the next call starts clean */
-    return lq_fail(unsupported ? LQ_ERR_UNSUPPORTED : LQ_ERR_IO, "cuda: %s: %s", call,
-                   cudaGetErrorString(err));
-}
-
-#define CUDA_TRY(name, expr)                                                                      \
-    do {                                                                                          \
-        cudaError_t err_ = (expr);                                                                \
-        if (err_ != cudaSuccess) {                                                                \
-            status = cuda_fail(err_, name);                                                       \
-            goto done;                                                                            \
-        }                                                                                         \
-    } while (0)
 
 static void release(void *p, lq_status *status) {
     if (!p) return;

@@ -20,6 +20,7 @@
 /* Outside extern "C": under nvcc its functions are __host__ __device__ C++ inlines. */
 #include "lattice_math.h"
 #include "lq_cuda.h"
+#include "cuda_util.cuh"
 
 /* ---- exact ------------------------------------------------------------------------------
  * The search keeps (D+1)·2·DPAD_MAX floats of residuals per thread in local memory, and the
@@ -143,25 +144,6 @@ static constexpr int EXACT_THREADS = 128, HEURISTIC_THREADS = 256;
 /* blocks per launch: bounds the device buffers (and the grid) whatever nblocks is */
 static constexpr size_t BATCH = (size_t)1 << 20;
 
-/* No device, or no kernel image / PTX this device can run, is a configuration the caller can
- * fall back from; anything else is a failed operation. */
-static lq_status cuda_fail(cudaError_t err, const char *call) {
-    const int unsupported = err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver ||
-                            err == cudaErrorNoKernelImageForDevice ||
-                            err == cudaErrorUnsupportedPtxVersion || err == cudaErrorInvalidDevice;
-    (void)cudaGetLastError(); /* clear a non-sticky error so the next call starts clean */
-    return lq_fail(unsupported ? LQ_ERR_UNSUPPORTED : LQ_ERR_IO, "cuda: %s: %s", call,
-                   cudaGetErrorString(err));
-}
-
-#define CUDA_TRY(name, expr)                                                                      \
-    do {                                                                                          \
-        cudaError_t err_ = (expr);                                                                \
-        if (err_ != cudaSuccess) {                                                                \
-            status = cuda_fail(err_, name);                                                       \
-            goto done;                                                                            \
-        }                                                                                         \
-    } while (0)
 
 template <typename T> static lq_status upload(T **dst, const T *src, size_t n) {
     cudaError_t err = cudaMalloc((void **)dst, n * sizeof(T));
