@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#define LQ_TEST_NAME "bpe"
+#include "test_util.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -22,25 +24,6 @@
 
 #include "gguf.h"
 #include "tokenizer.h"
-
-/* UTF-8 of GPT-2's byte-level character for byte b (written independently of bpe.c). */
-static void byte_char(int b, char *out) {
-    int cp = b;
-    if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))) {
-        int n = 0;
-        for (int x = 0; x < b; x++)
-            if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) n++;
-        cp = 256 + n;
-    }
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        out[2] = 0;
-    }
-}
 
 /* Merges in rank order; the merged token of rank r gets id 256 + r.
  * Ġ = space (U+0120), Ċ = newline (U+010A), é = C3 A9 = "Ã©", 中 = E4 B8 AD = "ä¸" + "Ń"

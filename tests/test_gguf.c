@@ -45,13 +45,6 @@ static const char *data_path(const char *name) {
     return buffer;
 }
 
-static void write_file(const char *path, const void *data, size_t len) {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    if (len) assert_int_equal(fwrite(data, 1, len, fp), len);
-    assert_int_equal(fclose(fp), 0);
-}
-
 static unsigned char *read_file(const char *path, size_t *len) {
     FILE *fp = fopen(path, "rb");
     if (!fp) fail_msg("cannot open %s", path);
@@ -632,26 +625,6 @@ static void tiny_add(tiny_tensors *tt, const tiny_spec *s, const char *name, int
     for (size_t i = 0; i < n; i++) d[i] = pattern(tt->n, i);
     gtensor_set(&tt->t[tt->n], name, LQ_GGML_F32, ne1 == 1 ? 1 : 2, ne0, ne1, d, n * sizeof *d);
     tt->data[tt->n++] = d;
-}
-
-/* UTF-8 of GPT-2's byte-level character for byte b. */
-static void byte_char(int b, char *out) {
-    int keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    int cp = b;
-    if (!keep) {
-        int n = 0;
-        for (int x = 0; x < b; x++)
-            if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) n++;
-        cp = 256 + n;
-    }
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        out[2] = 0;
-    }
 }
 
 static void write_tiny_model(const char *path, const tiny_spec *s, tiny_tensors *tt) {

@@ -35,13 +35,6 @@ static const char *temp_path(const char *name) {
 
 static void make_subdir(const char *name) { assert_int_equal(mkdir(temp_path(name), 0755), 0); }
 
-static void write_file(const char *path, const void *data, size_t len) {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    if (len) assert_int_equal(fwrite(data, 1, len, fp), len);
-    assert_int_equal(fclose(fp), 0);
-}
-
 static unsigned char *read_file(const char *path, size_t *len) {
     FILE *fp = fopen(path, "rb");
     assert_non_null(fp);
