@@ -367,21 +367,18 @@ static lq_status need(cursor *c, uint64_t n, const char *what) {
     return LQ_OK;
 }
 
-static lq_status read_u32(cursor *c, uint32_t *v, const char *what) {
-    lq_status st = need(c, 4, what);
+/* n raw bytes into v. GGUF is little-endian like our hosts; big-endian files are refused
+ * when the header is read. */
+static lq_status read_raw(cursor *c, void *v, size_t n, const char *what) {
+    lq_status st = need(c, n, what);
     if (st) return st;
-    memcpy(v, c->base + c->pos, 4);
-    c->pos += 4;
+    memcpy(v, c->base + c->pos, n);
+    c->pos += n;
     return LQ_OK;
 }
 
-static lq_status read_u64(cursor *c, uint64_t *v, const char *what) {
-    lq_status st = need(c, 8, what);
-    if (st) return st;
-    memcpy(v, c->base + c->pos, 8);
-    c->pos += 8;
-    return LQ_OK;
-}
+static lq_status read_u32(cursor *c, uint32_t *v, const char *what) { return read_raw(c, v, 4, what); }
+static lq_status read_u64(cursor *c, uint64_t *v, const char *what) { return read_raw(c, v, 8, what); }
 
 /* A string: u64 length then bytes; *s points into the mapping. */
 static lq_status read_str(cursor *c, const uint8_t **s, uint64_t *len, const char *what) {
