@@ -235,66 +235,117 @@ static void attention(lq_session *s, const float *kc, const float *vc, int pos0,
     }
 }
 
+/* Decoder layer l over the n rows of s->x at positions pos0 …, in place. hook (may be NULL)
+ * sees the input of each group of linears, for calibration. */
+static lq_status layer_chunk(lq_session *s, int l, int n, int pos0, const lq_layer_hook *hook) {
+    const lq_model *m = s->m;
+    const lq_model_config *c = &m->cfg;
+    int dim = c->dim, hd = c->head_dim, hidden = c->hidden_dim;
+    int q_dim = s->q_dim, kv_dim = s->kv_dim;
+    const lq_layer *L = &m->layers[l];
+    lq_status st;
+    for (int i = 0; i < n; i++)
+        rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->attn_norm, dim, c->norm_eps);
+    if (hook) hook->fn(hook->ctx, l, LQ_TAP_ATTN_IN, s->xb, n, dim);
+    if ((st = linear(&L->wq, s->xb, n, s->q, "wq", l)) != LQ_OK) return st;
+    if ((st = linear(&L->wk, s->xb, n, s->k, "wk", l)) != LQ_OK) return st;
+    if ((st = linear(&L->wv, s->xb, n, s->v, "wv", l)) != LQ_OK) return st;
+    float *kc = s->k_cache + (size_t)l * s->max_tokens * kv_dim;
+    float *vc = s->v_cache + (size_t)l * s->max_tokens * kv_dim;
+    for (int i = 0; i < n; i++) {
+        float *qi = s->q + (size_t)i * q_dim, *ki = s->k + (size_t)i * kv_dim;
+        for (int h = 0; h < c->n_heads; h++) {
+            float *qh = qi + (size_t)h * hd;
+            if (L->q_norm) rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps);
+            rope_head(s, qh, pos0 + i);
+        }
+        for (int h = 0; h < c->n_kv_heads; h++) {
+            float *kh = ki + (size_t)h * hd;
+            if (L->k_norm) rmsnorm(kh, kh, L->k_norm, hd, c->norm_eps);
+            rope_head(s, kh, pos0 + i);
+        }
+        /* transposed cache: element j of the row goes to [j][position] */
+        const float *vi = s->v + (size_t)i * kv_dim;
+        for (int j = 0; j < kv_dim; j++) {
+            kc[(size_t)j * s->max_tokens + pos0 + i] = ki[j];
+            vc[(size_t)j * s->max_tokens + pos0 + i] = vi[j];
+        }
+    }
+    attention(s, kc, vc, pos0, n);
+    if (hook) hook->fn(hook->ctx, l, LQ_TAP_ATTN_OUT, s->att, n, q_dim);
+    if ((st = linear(&L->wo, s->att, n, s->xb, "wo", l)) != LQ_OK) return st;
+    for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb[j];
+
+    for (int i = 0; i < n; i++)
+        rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->ffn_norm, dim, c->norm_eps);
+    if (hook) hook->fn(hook->ctx, l, LQ_TAP_MLP_IN, s->xb, n, dim);
+    if ((st = linear(&L->w_gate, s->xb, n, s->hb, "w_gate", l)) != LQ_OK) return st;
+    if ((st = linear(&L->w_up, s->xb, n, s->hb2, "w_up", l)) != LQ_OK) return st;
+    for (size_t j = 0; j < (size_t)n * hidden; j++) {
+        float g = s->hb[j];
+        s->hb[j] = g / (1.0f + expf(-g)) * s->hb2[j]; /* SwiGLU: silu(gate) · up */
+    }
+    if (hook) hook->fn(hook->ctx, l, LQ_TAP_MLP_HIDDEN, s->hb, n, hidden);
+    if ((st = linear(&L->w_down, s->hb, n, s->xb, "w_down", l)) != LQ_OK) return st;
+    for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb[j];
+    return LQ_OK;
+}
+
+static lq_status check_tokens(const lq_session *s, const int *tokens, int n, int pos0) {
+    const lq_model *m = s->m;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
+            return lq_fail(LQ_ERR_RANGE, "%s: token id %d at position %d is outside the vocabulary "
+                           "[0, %d)", m->source, tokens[i], pos0 + i, m->cfg.vocab_size);
+    return LQ_OK;
+}
+
 /* One chunk of n tokens at positions pos0 … through every layer; leaves the final-normed
  * hidden states in s->xb. */
 static lq_status run_chunk(lq_session *s, const int *tokens, int n) {
     const lq_model *m = s->m;
     const lq_model_config *c = &m->cfg;
-    int dim = c->dim, hd = c->head_dim, hidden = c->hidden_dim;
-    int q_dim = s->q_dim, kv_dim = s->kv_dim, pos0 = s->pos;
-    lq_status st;
-    for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return lq_fail(LQ_ERR_RANGE, "%s: token id %d at position %d is outside the vocabulary "
-                           "[0, %d)", m->source, tokens[i], pos0 + i, c->vocab_size);
+    int dim = c->dim;
+    lq_status st = check_tokens(s, tokens, n, s->pos);
+    if (st != LQ_OK) return st;
+    for (int i = 0; i < n; i++)
         memcpy(s->x + (size_t)i * dim, m->tok_embeddings + (size_t)tokens[i] * dim,
                (size_t)dim * sizeof(float));
-    }
-    for (int l = 0; l < c->n_layers; l++) {
-        const lq_layer *L = &m->layers[l];
-        for (int i = 0; i < n; i++)
-            rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->attn_norm, dim, c->norm_eps);
-        if ((st = linear(&L->wq, s->xb, n, s->q, "wq", l)) != LQ_OK) return st;
-        if ((st = linear(&L->wk, s->xb, n, s->k, "wk", l)) != LQ_OK) return st;
-        if ((st = linear(&L->wv, s->xb, n, s->v, "wv", l)) != LQ_OK) return st;
-        float *kc = s->k_cache + (size_t)l * s->max_tokens * kv_dim;
-        float *vc = s->v_cache + (size_t)l * s->max_tokens * kv_dim;
-        for (int i = 0; i < n; i++) {
-            float *qi = s->q + (size_t)i * q_dim, *ki = s->k + (size_t)i * kv_dim;
-            for (int h = 0; h < c->n_heads; h++) {
-                float *qh = qi + (size_t)h * hd;
-                if (L->q_norm) rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps);
-                rope_head(s, qh, pos0 + i);
-            }
-            for (int h = 0; h < c->n_kv_heads; h++) {
-                float *kh = ki + (size_t)h * hd;
-                if (L->k_norm) rmsnorm(kh, kh, L->k_norm, hd, c->norm_eps);
-                rope_head(s, kh, pos0 + i);
-            }
-            /* transposed cache: element j of the row goes to [j][position] */
-            const float *vi = s->v + (size_t)i * kv_dim;
-            for (int j = 0; j < kv_dim; j++) {
-                kc[(size_t)j * s->max_tokens + pos0 + i] = ki[j];
-                vc[(size_t)j * s->max_tokens + pos0 + i] = vi[j];
-            }
-        }
-        attention(s, kc, vc, pos0, n);
-        if ((st = linear(&L->wo, s->att, n, s->xb, "wo", l)) != LQ_OK) return st;
-        for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb[j];
-
-        for (int i = 0; i < n; i++)
-            rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->ffn_norm, dim, c->norm_eps);
-        if ((st = linear(&L->w_gate, s->xb, n, s->hb, "w_gate", l)) != LQ_OK) return st;
-        if ((st = linear(&L->w_up, s->xb, n, s->hb2, "w_up", l)) != LQ_OK) return st;
-        for (size_t j = 0; j < (size_t)n * hidden; j++) {
-            float g = s->hb[j];
-            s->hb[j] = g / (1.0f + expf(-g)) * s->hb2[j]; /* SwiGLU: silu(gate) · up */
-        }
-        if ((st = linear(&L->w_down, s->hb, n, s->xb, "w_down", l)) != LQ_OK) return st;
-        for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb[j];
-    }
+    for (int l = 0; l < c->n_layers; l++)
+        if ((st = layer_chunk(s, l, n, s->pos, NULL)) != LQ_OK) return st;
     for (int i = 0; i < n; i++)
         rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, m->final_norm, dim, c->norm_eps);
+    return LQ_OK;
+}
+
+lq_status lq_embed_tokens(lq_session *s, const int *tokens, int ntok, float *hidden) {
+    const lq_model *m = s->m;
+    lq_status st = check_tokens(s, tokens, ntok, 0);
+    if (st != LQ_OK) return st;
+    for (int i = 0; i < ntok; i++)
+        memcpy(hidden + (size_t)i * m->cfg.dim, m->tok_embeddings + (size_t)tokens[i] * m->cfg.dim,
+               (size_t)m->cfg.dim * sizeof(float));
+    return LQ_OK;
+}
+
+lq_status lq_layer_forward(lq_session *s, int layer, float *hidden, int ntok,
+                           const lq_layer_hook *hook) {
+    const lq_model *m = s->m;
+    int dim = m->cfg.dim;
+    if (layer < 0 || layer >= m->cfg.n_layers)
+        return lq_fail(LQ_ERR_ARG, "lq_layer_forward: layer %d is outside [0, %d)", layer,
+                       m->cfg.n_layers);
+    if (ntok < 1 || ntok > s->max_tokens)
+        return lq_fail(LQ_ERR_RANGE, "lq_layer_forward: %d tokens do not fit the session's "
+                       "%d-token KV cache", ntok, s->max_tokens);
+    for (int done = 0; done < ntok;) {
+        int n = ntok - done < s->chunk ? ntok - done : s->chunk;
+        memcpy(s->x, hidden + (size_t)done * dim, (size_t)n * dim * sizeof(float));
+        lq_status st = layer_chunk(s, layer, n, done, hook);
+        if (st != LQ_OK) return st;
+        memcpy(hidden + (size_t)done * dim, s->x, (size_t)n * dim * sizeof(float));
+        done += n;
+    }
     return LQ_OK;
 }
 

@@ -95,4 +95,25 @@ void lq_session_reset(lq_session *s);
 int lq_session_position(const lq_session *s);
 lq_status lq_forward(lq_session *s, const int *tokens, int ntok, float *logits, int all_logits);
 
+/* ---- layer by layer (calibration) ----------------------------------------------------------
+ * The quantizer runs one decoder layer at a time over whole calibration sequences: embed the
+ * tokens, then call lq_layer_forward for layer 0, 1, … on the same hidden states. Each call
+ * treats hidden (ntok × dim) as positions 0 … ntok−1 of one sequence, uses the session's KV
+ * cache of that layer as scratch (the session position is untouched), and updates hidden in
+ * place. The hook, when given, sees the input of every group of linears: */
+typedef enum {
+    LQ_TAP_ATTN_IN = 0,   /* input of q, k, v: ntok × dim (after the attention RMSNorm) */
+    LQ_TAP_ATTN_OUT,      /* input of o: ntok × (n_heads·head_dim) */
+    LQ_TAP_MLP_IN,        /* input of gate, up: ntok × dim (after the MLP RMSNorm) */
+    LQ_TAP_MLP_HIDDEN,    /* input of down: ntok × hidden_dim */
+    LQ_TAP_COUNT
+} lq_tap;
+typedef struct {
+    void (*fn)(void *ctx, int layer, lq_tap tap, const float *x, int ntok, int width);
+    void *ctx;
+} lq_layer_hook;
+lq_status lq_embed_tokens(lq_session *s, const int *tokens, int ntok, float *hidden);
+lq_status lq_layer_forward(lq_session *s, int layer, float *hidden, int ntok,
+                           const lq_layer_hook *hook);
+
 #endif

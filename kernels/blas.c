@@ -79,3 +79,68 @@ void lq_gemm_f32_nt_reference(int m, int n, int k, const float *A, int lda, cons
         }
     }
 }
+
+static void threads_for(uint64_t work) {
+    pthread_once(&threads_once, apply_default_threads);
+    use_threads(work >= PARALLEL_WORK ? threads_allowed : 1);
+}
+
+void lq_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *A,
+                 int lda, const double *B, int ldb, double beta, double *C, int ldc) {
+    if (m <= 0 || n <= 0 || k <= 0) {
+        if (m > 0 && n > 0)
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] *= beta;
+        return;
+    }
+    threads_for((uint64_t)m * (uint64_t)n * (uint64_t)k);
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void lq_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (m <= 0 || n <= 0 || k <= 0) {
+        if (m > 0 && n > 0)
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] *= beta;
+        return;
+    }
+    threads_for((uint64_t)m * (uint64_t)n * (uint64_t)k);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* LAPACK's Fortran entry points (OpenBLAS exports them; Debian's OpenBLAS has no LAPACKE
+ * header). Column-major: a row-major symmetric matrix is its own column-major image, and the
+ * column-major lower factor L (A = L·Lᵀ) read row-major is U = Lᵀ with A = Uᵀ·U. */
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+
+lq_status lq_cholesky_upper(double *A, int n, const char *what) {
+    int info = 0;
+    threads_for((uint64_t)n * n * n / 3);
+    dpotrf_("L", &n, A, &n, &info);
+    if (info > 0)
+        return lq_fail(LQ_ERR_NUMERIC, "%s: matrix is not positive definite (leading minor %d)",
+                       what, info);
+    if (info < 0) return lq_fail(LQ_ERR_INTERNAL, "%s: dpotrf argument %d invalid", what, -info);
+    for (int i = 1; i < n; i++)
+        for (int j = 0; j < i; j++) A[(size_t)i * n + j] = 0.0;
+    return LQ_OK;
+}
+
+lq_status lq_spd_inverse(double *A, int n, const char *what) {
+    int info = 0;
+    threads_for((uint64_t)n * n * n);
+    dpotrf_("L", &n, A, &n, &info);
+    if (info == 0) dpotri_("L", &n, A, &n, &info);
+    if (info > 0)
+        return lq_fail(LQ_ERR_NUMERIC, "%s: matrix is not positive definite (leading minor %d)",
+                       what, info);
+    if (info < 0) return lq_fail(LQ_ERR_INTERNAL, "%s: LAPACK argument %d invalid", what, -info);
+    /* dpotri fills the column-major lower triangle = row-major upper; mirror it */
+    for (int i = 1; i < n; i++)
+        for (int j = 0; j < i; j++) A[(size_t)i * n + j] = A[(size_t)j * n + i];
+    return LQ_OK;
+}

@@ -11,6 +11,21 @@ void lq_gemm_f32_nt(int m, int n, int k, const float *A, int lda, const float *B
                     float *C, int ldc, int accumulate);
 void lq_gemm_f32_nt_reference(int m, int n, int k, const float *A, int lda, const float *B,
                               int ldb, float *C, int ldc, int accumulate);
+/* General row-major products for the quantizers (calibration math, not the forward pass):
+ * C = alpha·op(A)·op(B) + beta·C, op(X) = Xᵀ when trans_X is set; op(A) is m×k, op(B) k×n.
+ * Same threading rule as above. */
+void lq_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *A,
+                 int lda, const double *B, int ldb, double beta, double *C, int ldc);
+void lq_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* LAPACK (OpenBLAS ships it) on row-major symmetric n×n matrices in double:
+ *   lq_cholesky_upper: A = UᵀU, A overwritten by U (strict lower triangle zeroed);
+ *   lq_spd_inverse:    A overwritten by A⁻¹ (both triangles).
+ * A matrix that is not positive definite is LQ_ERR_NUMERIC naming `what`. */
+lq_status lq_cholesky_upper(double *A, int n, const char *what);
+lq_status lq_spd_inverse(double *A, int n, const char *what);
+
 /* Threads OpenBLAS may use (default: all cores, at most 2 unless LQ_THREADS says more). */
 void lq_blas_set_threads(int n);
 

@@ -1,0 +1,125 @@
+/* liftquant worker/: quantized linear layers — their stored form, their forward pass at
+ * inference, the quantizers that produce them (LiftQuant, RTN, GPTQ), calibration capture,
+ * and the quantized model directory (schemas/FORMAT.md).
+ *
+ * Shapes follow lq_linear (model.h): a weight is OC × IC row-major (out_features ×
+ * in_features), activations are ntok × IC. */
+#ifndef LQ_QUANT_H
+#define LQ_QUANT_H
+
+#include "lq_common.h"
+#include "lq_kernels.h"
+#include "model.h"
+
+/* ---- LiftQuant linear: stored form ------------------------------------------------------
+ * ALGORITHM.md §3–§4 and §7.1 in this project's notation. IC is zero-padded to
+ * expIC = t1·t2 (d divides t2); the lifted width per t1-row is t3 = (t2/d)·D and the code
+ * matrix has K = t1·t3 columns, in the lifted order k = (i1·(t2/d) + blk)·D + j.
+ *
+ * Inference, for one token x (IC floats, padded with zeros to expIC):
+ *     X  = reshape(x ⊙ a1inv, t1, t2)
+ *     Zm = (TL · X · TR) ⊙ A2          TL: t1×t1, TR: t2×t3, A2: a2inv expanded so that
+ *                                       entry (i1, blk) covers lifted columns blk·D … blk·D+D−1
+ *     z  = vec(Zm)                      (K floats, row-major: the lifted order above)
+ *     o[r] = scale[r] · Σ_k (2·b[r][k] − 1)·z[k]   (+ bias[r])
+ * Effective weight (what the quantizer optimises; equal to the above for every x):
+ *     Ŵ_r (t1×t2 view) = scale[r] · (TLᵀ · (Y_r ⊙ A2) · TRᵀ) ⊙ a1inv, cropped to IC,
+ * with Y_r the row's ±1 codes as a t1 × t3 matrix.
+ *
+ * Bits: row-major, LSB first (bit k of row r is bit (k mod 8) of byte r·row_bytes + k/8),
+ * rows padded to whole bytes: row_bytes = ⌈K/8⌉, padding bits 0 (their z entries are zero). */
+typedef struct {
+    int out_features, in_features;
+    int D, d;              /* lattice config D/d */
+    int t1, t2;            /* expIC = t1·t2 ≥ IC, t2 % d == 0 */
+    uint8_t *bits;         /* OC × row_bytes */
+    float *scale;          /* OC */
+    float *a1inv;          /* t1·t2 */
+    float *tl;             /* t1 × t1 */
+    float *tr;             /* t2 × t3 */
+    float *a2inv;          /* t1 × (t2/d) */
+    float *bias;           /* OC, or NULL */
+    float *M;              /* d × D, the lattice (for decoding codes back to weights) */
+} lq_lift_weights;
+
+static inline int lq_lift_t3(const lq_lift_weights *w) { return w->t2 / w->d * w->D; }
+static inline size_t lq_lift_k(const lq_lift_weights *w) { return (size_t)w->t1 * lq_lift_t3(w); }
+static inline size_t lq_lift_row_bytes(const lq_lift_weights *w) { return (lq_lift_k(w) + 7) / 8; }
+
+/* Allocates every array of w (zeroed; bias only when with_bias) for the given shape. */
+lq_status lq_lift_weights_alloc(lq_lift_weights *w, int out_features, int in_features, int D,
+                                int d, int t1, int t2, int with_bias);
+void lq_lift_weights_free(lq_lift_weights *w);
+/* Checks shapes and values (finite side data, t1·t2 ≥ IC, d | t2), naming `what`. */
+lq_status lq_lift_weights_validate(const lq_lift_weights *w, const char *what);
+/* Ŵ (OC × IC, row-major), the effective weight above, in double precision internally. */
+lq_status lq_lift_effective_weight(const lq_lift_weights *w, float *out);
+/* Reference forward (plain loops, double accumulation): y = Ŵ-linear of x, ntok tokens. */
+lq_status lq_lift_forward_reference(const lq_lift_weights *w, const float *x, int ntok, float *y);
+
+/* ---- grouped integer linear (RTN and GPTQ baselines) -------------------------------------
+ * W[r][perm[j]] ≈ scales[r][g]·(codes[r][j] − zeros[r][g]), g = j / group, for stored
+ * column j (perm NULL: identity). Codes and zeros are in [0, 2^bits − 1]. */
+typedef struct {
+    int out_features, in_features, bits, group;
+    uint8_t *codes;        /* OC × IC, one code per byte in memory (bit-packed in files) */
+    float *scales;         /* OC × ngroups */
+    uint8_t *zeros;        /* OC × ngroups */
+    int32_t *perm;         /* IC, or NULL */
+    float *bias;           /* OC, or NULL */
+} lq_grouped_weights;
+
+static inline int lq_grouped_ngroups(const lq_grouped_weights *w) {
+    return (w->in_features + w->group - 1) / w->group;
+}
+lq_status lq_grouped_weights_alloc(lq_grouped_weights *w, int out_features, int in_features,
+                                   int bits, int group, int with_perm, int with_bias);
+void lq_grouped_weights_free(lq_grouped_weights *w);
+lq_status lq_grouped_weights_validate(const lq_grouped_weights *w, const char *what);
+/* Dense OC × IC dequantized weight. */
+lq_status lq_grouped_dequantize(const lq_grouped_weights *w, float *out);
+
+/* ---- quantized linears inside a model ----------------------------------------------------
+ * Install a quantized layer in lin (which keeps its in/out features): lin->forward and
+ * lin->impl are set, lin->weight becomes NULL (its memory, owned by the model, is left
+ * alone), lin->bias is set to the quantized layer's bias. Ownership of *w's arrays passes to
+ * lin (w is zeroed). */
+lq_status lq_linear_set_lift(lq_linear *lin, lq_lift_weights *w);
+lq_status lq_linear_set_grouped(lq_linear *lin, lq_grouped_weights *w);
+/* The stored form of an installed layer, or NULL when lin is not of that kind. */
+const lq_lift_weights *lq_linear_lift(const lq_linear *lin);
+const lq_grouped_weights *lq_linear_grouped(const lq_linear *lin);
+
+/* ---- baselines (worker/baselines.c) -------------------------------------------------------
+ * RTN: asymmetric min/max per group of `group` input columns. GPTQ (Frantar et al. 2022):
+ * column-by-column with error feedback through the Cholesky factor of H⁻¹, lazy batch updates,
+ * damping `damp`·mean(diag H), act-order (columns by descending diag H, groups formed in that
+ * order, perm stored) when act_order is set. H is IC × IC, f64, = Σ x xᵀ over calibration
+ * tokens. Output w must be unallocated (zeroed); it is allocated here. */
+lq_status lq_quantize_rtn(const float *W, int out_features, int in_features, int bits, int group,
+                          lq_grouped_weights *w);
+lq_status lq_quantize_gptq(const float *W, int out_features, int in_features, const double *H,
+                           int bits, int group, int act_order, double damp,
+                           lq_grouped_weights *w);
+/* tr((Ŵ − W) H (Ŵ − W)ᵀ) — the summed squared output error of the layer over the calibration
+ * tokens that built H. */
+double lq_output_error(const float *W, const float *W_hat, int out_features, int in_features,
+                       const double *H);
+
+/* ---- quantized model directory (worker/qformat.c, schemas/FORMAT.md) ---------------------
+ * OUT/config.json (the model config, Hugging Face keys, plus "quantization_config"),
+ * OUT/model.safetensors, OUT/tokenizer.liftquant.json. Every decoder-layer linear must be
+ * quantized (lift or grouped). Written to OUT.tmp, fsynced, renamed. `extra` (may be NULL) is
+ * a JSON object text merged into quantization_config (calibration settings, timings). */
+lq_status lq_quantized_save(const lq_model *m, const char *out_dir, const char *extra_json);
+/* Loads any input lq_model_load takes, and quantized directories. */
+lq_status lq_load_any_model(const char *path, const char *tokenizer_path, lq_model **out);
+
+/* Size accounting of one linear as stored: bytes of codes and of side data (scales, zeros,
+ * whitening parameters, perm; bias excluded), and its weight count OC·IC. */
+typedef struct {
+    size_t code_bytes, side_bytes, weights;
+} lq_linear_size;
+lq_status lq_linear_stored_size(const lq_linear *lin, lq_linear_size *out);
+
+#endif
