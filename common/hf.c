@@ -4,8 +4,9 @@
  * config.json is read with jansson (duplicate keys rejected); every key the model needs is
  * checked for presence and type, and errors name config.json and the key. Weights are
  * converted to f32 with lq_convert_to_f32, which reads through memcpy, so tensors need not be
- * aligned in the file. Hugging Face's rotary embedding is rotate_half, so rope_style is
- * LQ_ROPE_HALF for every architecture here.
+ * aligned in the file. The config keys are mapped by lq_model_config_from_json
+ * (config_json.c); Hugging Face's rotary embedding is rotate_half, so rope_style is
+ * LQ_ROPE_HALF unless the project's own liftquant_rope_style key says otherwise.
  *
  * tokenizer.json:
  *   - model.type "BPE" with a byte-level pre-tokenizer → GPT-2 tokenizer. The pre-tokenizer is
@@ -78,134 +79,6 @@ static lq_status load_json(const char *path, json_t **out) {
     }
     *out = root;
     return LQ_OK;
-}
-
-/* ---- config.json ------------------------------------------------------------------------ */
-/* A positive integer key; absent or null → dflt, or an error when dflt < 0. */
-static lq_status cfg_int(const char *path, json_t *o, const char *key, long dflt, int *out) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        if (dflt < 0) return lq_fail(LQ_ERR_NOT_FOUND, "%s: missing key '%s'", path, key);
-        *out = (int)dflt;
-        return LQ_OK;
-    }
-    if (!json_is_integer(v))
-        return lq_fail(LQ_ERR_FORMAT, "%s: key '%s' must be an integer", path, key);
-    json_int_t x = json_integer_value(v);
-    if (x < 1 || x > INT_MAX)
-        return lq_fail(LQ_ERR_RANGE, "%s: key '%s' = %lld is out of range", path, key, (long long)x);
-    *out = (int)x;
-    return LQ_OK;
-}
-
-/* A positive finite number; absent or null → dflt, or an error when dflt < 0. */
-static lq_status cfg_num(const char *path, json_t *o, const char *key, double dflt, float *out) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        if (dflt < 0) return lq_fail(LQ_ERR_NOT_FOUND, "%s: missing key '%s'", path, key);
-        *out = (float)dflt;
-        return LQ_OK;
-    }
-    if (!json_is_number(v)) return lq_fail(LQ_ERR_FORMAT, "%s: key '%s' must be a number", path, key);
-    double x = json_number_value(v);
-    if (!isfinite(x) || x <= 0)
-        return lq_fail(LQ_ERR_RANGE, "%s: key '%s' = %g must be positive", path, key, x);
-    *out = (float)x;
-    return LQ_OK;
-}
-
-static lq_status cfg_bool(const char *path, json_t *o, const char *key, int dflt, int *out) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        *out = dflt;
-        return LQ_OK;
-    }
-    if (!json_is_boolean(v)) return lq_fail(LQ_ERR_FORMAT, "%s: key '%s' must be true or false", path, key);
-    *out = json_is_true(v);
-    return LQ_OK;
-}
-
-static lq_status load_rope_scaling(const char *path, json_t *cfg, lq_model_config *c) {
-    json_t *rs = json_object_get(cfg, "rope_scaling");
-    if (!rs || json_is_null(rs)) return LQ_OK;
-    if (!json_is_object(rs))
-        return lq_fail(LQ_ERR_FORMAT, "%s: key 'rope_scaling' must be an object or null", path);
-    /* transformers accepts both spellings */
-    json_t *type = json_object_get(rs, "rope_type");
-    if (!type) type = json_object_get(rs, "type");
-    if (!json_is_string(type))
-        return lq_fail(LQ_ERR_FORMAT, "%s: key 'rope_scaling.rope_type' is missing or not a string", path);
-    const char *t = json_string_value(type);
-    if (!strcmp(t, "default")) return LQ_OK;
-    if (strcmp(t, "llama3") != 0)
-        return lq_fail(LQ_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported (only "
-                       "llama3)", path, t);
-    lq_status st;
-    if ((st = cfg_num(path, rs, "factor", -1, &c->rope_scale_factor)) ||
-        (st = cfg_num(path, rs, "low_freq_factor", -1, &c->rope_low_freq_factor)) ||
-        (st = cfg_num(path, rs, "high_freq_factor", -1, &c->rope_high_freq_factor)) ||
-        (st = cfg_int(path, rs, "original_max_position_embeddings", -1, &c->rope_original_max_pos)))
-        return lq_fail_context(st, "rope_scaling");
-    return LQ_OK;
-}
-
-static lq_status load_config(const char *path, json_t *cfg, lq_model_config *c) {
-    memset(c, 0, sizeof *c);
-    json_t *mt = json_object_get(cfg, "model_type");
-    if (!mt) return lq_fail(LQ_ERR_NOT_FOUND, "%s: missing key 'model_type'", path);
-    if (!json_is_string(mt)) return lq_fail(LQ_ERR_FORMAT, "%s: key 'model_type' must be a string", path);
-    const char *arch = json_string_value(mt);
-    if (strcmp(arch, "llama") != 0 && strcmp(arch, "mistral") != 0 && strcmp(arch, "qwen2") != 0 &&
-        strcmp(arch, "qwen3") != 0)
-        return lq_fail(LQ_ERR_UNSUPPORTED, "%s: unknown model_type '%s' (supported: llama, "
-                       "mistral, qwen2, qwen3)", path, arch);
-    snprintf(c->arch, sizeof c->arch, "%s", arch);
-    lq_status st;
-    if ((st = cfg_int(path, cfg, "hidden_size", -1, &c->dim)) ||
-        (st = cfg_int(path, cfg, "intermediate_size", -1, &c->hidden_dim)) ||
-        (st = cfg_int(path, cfg, "num_hidden_layers", -1, &c->n_layers)) ||
-        (st = cfg_int(path, cfg, "num_attention_heads", -1, &c->n_heads)) ||
-        (st = cfg_int(path, cfg, "num_key_value_heads", c->n_heads, &c->n_kv_heads)) ||
-        (st = cfg_int(path, cfg, "vocab_size", -1, &c->vocab_size)) ||
-        (st = cfg_int(path, cfg, "max_position_embeddings", -1, &c->max_seq_len)) ||
-        (st = cfg_num(path, cfg, "rms_norm_eps", -1, &c->norm_eps)) ||
-        (st = cfg_num(path, cfg, "rope_theta", 10000.0, &c->rope_theta)))
-        return st;
-    json_t *hd = json_object_get(cfg, "head_dim");
-    if ((!hd || json_is_null(hd)) && c->dim % c->n_heads != 0)
-        return lq_fail(LQ_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads "
-                       "%d and key 'head_dim' is absent", path, c->dim, c->n_heads);
-    if ((st = cfg_int(path, cfg, "head_dim", c->dim / c->n_heads, &c->head_dim))) return st;
-    c->rope_dim = c->head_dim;
-    json_t *prf = json_object_get(cfg, "partial_rotary_factor");
-    if (prf && !json_is_null(prf)) {
-        if (!json_is_number(prf) || json_number_value(prf) <= 0 || json_number_value(prf) > 1)
-            return lq_fail(LQ_ERR_FORMAT, "%s: key 'partial_rotary_factor' must be in (0, 1]", path);
-        c->rope_dim = (int)(c->head_dim * json_number_value(prf));
-    }
-    c->rope_style = LQ_ROPE_HALF;
-    int tied, attention_bias, mlp_bias;
-    if ((st = cfg_bool(path, cfg, "tie_word_embeddings", 0, &tied)) ||
-        (st = cfg_bool(path, cfg, "attention_bias", 0, &attention_bias)) ||
-        (st = cfg_bool(path, cfg, "mlp_bias", 0, &mlp_bias)))
-        return st;
-    /* Llama's attention_bias also biases o_proj, which the forward pass does not model */
-    if ((attention_bias && strcmp(arch, "qwen2") != 0) || mlp_bias)
-        return lq_fail(LQ_ERR_UNSUPPORTED, "%s: key '%s' = true is not supported", path,
-                       mlp_bias ? "mlp_bias" : "attention_bias");
-    json_t *act = json_object_get(cfg, "hidden_act");
-    if (act && !(json_is_string(act) && !strcmp(json_string_value(act), "silu")))
-        return lq_fail(LQ_ERR_UNSUPPORTED, "%s: key 'hidden_act' must be \"silu\"", path);
-    json_t *sw = json_object_get(cfg, "sliding_window");
-    int use_sw = 1;
-    if ((st = cfg_bool(path, cfg, "use_sliding_window", 1, &use_sw))) return st;
-    if (use_sw && sw && json_is_integer(sw) && json_integer_value(sw) < c->max_seq_len)
-        LQ_WARN("%s: sliding_window %lld is ignored; attention is full up to %d positions", path,
-                (long long)json_integer_value(sw), c->max_seq_len);
-    c->tied_embeddings = tied;
-    c->has_qkv_bias = !strcmp(arch, "qwen2");
-    c->has_qk_norm = !strcmp(arch, "qwen3");
-    return load_rope_scaling(path, cfg, c);
 }
 
 /* ---- weights ---------------------------------------------------------------------------- */
@@ -653,7 +526,7 @@ lq_status lq_hf_load_model(const char *dir, lq_model **out) {
     lq_model_config c;
     lq_status st = load_json(cfg_path, &cfg);
     if (st) goto done;
-    if ((st = load_config(cfg_path, cfg, &c)) || (st = lq_model_config_validate(&c, cfg_path)))
+    if ((st = lq_model_config_from_json(cfg_path, cfg, &c)) || (st = lq_model_config_validate(&c, cfg_path)))
         goto done;
     if ((st = lq_st_open(dir, &w.st))) goto done;
     if ((st = lq_model_new(&c, &m))) goto done;

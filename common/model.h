@@ -80,6 +80,20 @@ float *lq_model_alloc(lq_model *m, size_t count);   /* count floats, zeroed; NUL
 /* Checks cfg for consistency (positive sizes, heads divide, head_dim even, …), naming the
  * field and the source. */
 lq_status lq_model_config_validate(const lq_model_config *cfg, const char *source);
+
+/* The config as Hugging Face config.json keys, both ways (common/config_json.c): model_type,
+ * hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads,
+ * head_dim, vocab_size, max_position_embeddings, rms_norm_eps, rope_theta,
+ * partial_rotary_factor, rope_scaling (llama3), tie_word_embeddings, plus the project's keys
+ * liftquant_rope_style ("interleaved" | "half", default "half"), liftquant_qkv_bias and
+ * liftquant_qk_norm (defaults from model_type), which carry what a GGUF or llama2.c model
+ * needs. from_json maps only (call lq_model_config_validate after); errors name
+ * path_for_messages and the key. to_json validates c first; every field survives
+ * to_json → from_json. */
+struct json_t;
+lq_status lq_model_config_from_json(const char *path_for_messages, const struct json_t *cfg,
+                                    lq_model_config *out);
+lq_status lq_model_config_to_json(const lq_model_config *c, struct json_t **out);
 /* Number of parameters in the decoder-layer linears, embeddings, etc. (for reports). */
 size_t lq_model_parameter_count(const lq_model *m);
 

@@ -291,6 +291,18 @@ lq_status lq_tokenizer_new(const lq_tokenizer_spec *spec, lq_tokenizer **out) {
     return build(&a, out);
 }
 
+lq_status lq_tokenizer_new_sized(const lq_tokenizer_spec *spec, const size_t *token_lens,
+                                 const char *what, lq_tokenizer **out) {
+    build_args a = {
+        .kind = spec->kind, .n = spec->n_tokens, .tokens = spec->tokens, .lens = token_lens,
+        .scores = spec->scores, .types = spec->token_types, .n_merges = spec->n_merges,
+        .merges = spec->merges, .pre = spec->pre, .bos = spec->bos_id, .eos = spec->eos_id,
+        .unk = spec->unk_id, .add_bos = spec->add_bos, .add_space_prefix = spec->add_space_prefix,
+        .what = what,
+    };
+    return build(&a, out);
+}
+
 void lq_tokenizer_free(lq_tokenizer *t) {
     if (!t) return;
     if (t->tokens)

@@ -34,6 +34,12 @@ lq_status lq_tokenizer_new(const lq_tokenizer_spec *spec, lq_tokenizer **out);
  * score (f32), length (i32), bytes. vocab_size comes from the checkpoint. */
 lq_status lq_tokenizer_load_llama2c(const char *path, int vocab_size, lq_tokenizer **out);
 void lq_tokenizer_free(lq_tokenizer *t);
+/* The project's own complete serialisation (tokenizer.liftquant.json, schemas/FORMAT.md):
+ * kind, tokens, scores, token types, merges in rank order, pre-tokenizer, bos/eos/unk,
+ * add_bos, add_space_prefix. A saved tokenizer loads back encoding and decoding every text
+ * identically. save writes atomically; load validates every key, naming path and key. */
+lq_status lq_tokenizer_save_json(const lq_tokenizer *t, const char *path);
+lq_status lq_tokenizer_load_json(const char *path, lq_tokenizer **out);
 
 /* Encodes len bytes of UTF-8 text; special-token strings in the text are matched as special
  * tokens only when parse_special is set. add_bos prepends BOS (when the tokenizer has one).

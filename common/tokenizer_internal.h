@@ -31,6 +31,11 @@ struct lq_tokenizer {
     int n_special;
 };
 
+/* lq_tokenizer_new with the byte length of every token, so tokens may hold any bytes (NUL
+ * included), and the source's name for messages (tokenizer_json.c). */
+lq_status lq_tokenizer_new_sized(const lq_tokenizer_spec *spec, const size_t *token_lens,
+                                 const char *what, lq_tokenizer **out);
+
 /* −1 when absent */
 int lq_tokenizer_lookup(const lq_tokenizer *t, const char *s, size_t len);
 int lq_tokenizer_merge_rank(const lq_tokenizer *t, const char *left, size_t left_len,
