@@ -95,7 +95,12 @@ const lq_grouped_weights *lq_linear_grouped(const lq_linear *lin);
  * column-by-column with error feedback through the Cholesky factor of H⁻¹, lazy batch updates,
  * damping `damp`·mean(diag H), act-order (columns by descending diag H, groups formed in that
  * order, perm stored) when act_order is set. H is IC × IC, f64, = Σ x xᵀ over calibration
- * tokens. Output w must be unallocated (zeroed); it is allocated here. */
+ * tokens. Output w must be unallocated (zeroed); it is allocated here.
+ * bits ∈ {2, 3, 4, 8}; group ≥ 1 columns, or −1 for one group per row (a group wider than the
+ * row is one group too; both are stored as group = in_features). The grid of a group spans
+ * [min(0, min w), max(0, max w)], as in the GPTQ reference quantizer, so every element is
+ * within scale/2 and 0 is exact. Details and where GPTQ departs from the reference code:
+ * the top of baselines.c. */
 lq_status lq_quantize_rtn(const float *W, int out_features, int in_features, int bits, int group,
                           lq_grouped_weights *w);
 lq_status lq_quantize_gptq(const float *W, int out_features, int in_features, const double *H,
