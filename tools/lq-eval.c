@@ -13,6 +13,7 @@
  * --pack-paragraphs is the protocol of the reference figure in shared/data (each non-blank line
  * tokenized on its own with its newline, greedily packed into windows of at most ctx − 1
  * tokens after BOS, partial windows scored too), for comparing with it. */
+#include "lq_quant.h"
 #include "model.h"
 
 #include <errno.h>
@@ -32,7 +33,8 @@ static void usage(FILE *out) {
             "ppl   perplexity over non-overlapping windows of --ctx tokens (default 512, or the\n"
             "      model's context if shorter), each starting with BOS when the tokenizer uses\n"
             "      one; only full windows are scored. See docs/EVAL.md.\n"
-            "  --model M          Hugging Face directory, GGUF file or llama2.c .bin\n"
+            "  --model M          Hugging Face directory, GGUF file, llama2.c .bin or liftquant\n"
+            "                     output directory\n"
             "  --tokenizer F      the tok*.bin of a llama2.c checkpoint\n"
             "  --text F           UTF-8 text file\n"
             "  --max-windows N    score only the first N windows\n"
@@ -237,7 +239,7 @@ static int cmd_ppl(int argc, char **argv) {
         fprintf(stderr, "lq-eval: --text %s is empty\n", text_path);
         goto done;
     }
-    if (lq_model_load(model_path, tokenizer_path, &m) != LQ_OK) {
+    if (lq_load_any_model(model_path, tokenizer_path, &m) != LQ_OK) {
         fprintf(stderr, "lq-eval: %s\n", lq_last_error());
         goto done;
     }

@@ -6,6 +6,7 @@
  * generated piece is streamed as soon as it is sampled, and a newline ends the output.
  * Generation stops after N new tokens, at the context limit, or when the model produces BOS
  * or EOS. Everything that is not the text (settings, speed) goes to stderr. */
+#include "lq_quant.h"
 #include "model.h"
 
 #include <ctype.h>
@@ -21,7 +22,8 @@ static void usage(FILE *out) {
             "usage: lq-run --model M [--tokenizer FILE] [--prompt TEXT] [-n N]\n"
             "              [--temp T] [--top-p P] [--seed S] [--quiet]\n"
             "\n"
-            "  --model M       Hugging Face directory, GGUF file or llama2.c .bin checkpoint\n"
+            "  --model M       Hugging Face directory, GGUF file, llama2.c .bin checkpoint or a\n"
+            "                  liftquant output directory\n"
             "  --tokenizer F   the tok*.bin of a llama2.c checkpoint (others carry their own)\n"
             "  --prompt TEXT   text to continue (default: empty, start from BOS)\n"
             "  -n N            tokens to generate after the prompt (default 256; capped by the\n"
@@ -179,7 +181,7 @@ int main(int argc, char **argv) {
     float *logits = NULL;
     candidate *cand = NULL;
     int rc = 1;
-    if (lq_model_load(model_path, tokenizer_path, &m) != LQ_OK) {
+    if (lq_load_any_model(model_path, tokenizer_path, &m) != LQ_OK) {
         fprintf(stderr, "lq-run: %s\n", lq_last_error());
         goto done;
     }

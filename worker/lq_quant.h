@@ -67,6 +67,8 @@ typedef struct {
     uint8_t *zeros;        /* OC × ngroups */
     int32_t *perm;         /* IC, or NULL */
     float *bias;           /* OC, or NULL */
+    int gptq;              /* 1: made by GPTQ, 0: by RTN — the module's "method" in saved
+                              directories (a perm implies GPTQ whatever this says) */
 } lq_grouped_weights;
 
 static inline int lq_grouped_ngroups(const lq_grouped_weights *w) {
@@ -126,5 +128,25 @@ typedef struct {
     size_t code_bytes, side_bytes, weights;
 } lq_linear_size;
 lq_status lq_linear_stored_size(const lq_linear *lin, lq_linear_size *out);
+
+/* What a quantized directory holds, read from config.json and the safetensors header without
+ * loading the model (lq-inspect). Byte counts are those of the stored tensors: code_bytes the
+ * module's qweight, side_bytes its other tensors but bias. */
+typedef struct {
+    char name[96];
+    char method[16];          /* "liftquant", "gptq", "rtn" */
+    char config[32];          /* "24/10", or "w3g128" (+ " act" with act order) */
+    int out_features, in_features;
+    size_t code_bytes, side_bytes;
+} lq_module_info;
+typedef struct {
+    lq_module_info *modules;  /* decoder-layer linears, in model order */
+    size_t n_modules;
+    size_t lattice_bytes;     /* the lattices M, stored once per config */
+    size_t unquantized_bytes; /* embeddings, norms, lm_head, biases */
+    size_t file_bytes;        /* size of model.safetensors */
+} lq_quantized_info;
+lq_status lq_quantized_inspect(const char *dir, lq_quantized_info *out);
+void lq_quantized_info_free(lq_quantized_info *info);
 
 #endif
