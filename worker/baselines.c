@@ -273,6 +273,7 @@ lq_status lq_quantize_gptq(const float *W, int out_features, int in_features, co
     if ((st = lq_grouped_weights_alloc(w, out_features, in_features, bits, g, act_order != 0, 0)) !=
         LQ_OK)
         return st;
+    w->gptq = 1; /* recorded in the file: nothing else tells GPTQ without act order from RTN */
 
     const int n = in_features, maxq = (1 << bits) - 1, ng = lq_grouped_ngroups(w);
     const size_t nn = (size_t)n, oc = (size_t)out_features;

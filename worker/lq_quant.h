@@ -113,6 +113,101 @@ lq_status lq_quantize_gptq(const float *W, int out_features, int in_features, co
 double lq_output_error(const float *W, const float *W_hat, int out_features, int in_features,
                        const double *H);
 
+/* ---- the LiftQuant layer quantizer (worker/lift_quantize.c) ------------------------------
+ * One linear at a time, from its weight and its calibration second moments H = Σ x xᵀ
+ * (IC × IC, f64). The objective everywhere is the layer's output error over the calibration
+ * tokens, tr((Ŵ − W) H (Ŵ − W)ᵀ), reported relative to tr(W H Wᵀ).
+ *   1. layout t1 × t2 (lq_lift_layout), a1 from activation RMS (clamped to [1, 16]), P1, P2
+ *      random orthogonal (seeded), a2 = 1: T = diag(a1)(P1 ⊗ P2)diag(a2);
+ *   2. encoding of W·T with the lattice, per-output-channel RMS scale; with `ldlq` the d-blocks
+ *      are encoded in order with the error of each fed forward through the Cholesky factor of
+ *      the whitened H⁻¹ (block LDLQ, QuIP#-style), else each block independently (reference);
+ *   3. scale refit in closed form under H;
+ *   4. correction: `steps` of Adam on scale, a1, a2, TL, TR (and, with `train_bits`, latent
+ *      ±1 weights through a straight-through estimator), gradients by hand over BLAS, full
+ *      batch, cosine learning rate; the best iterate is kept;
+ *   5. side data rounded to f16 (the stored precision) and the error measured again. */
+typedef struct {
+    int D, d;
+    const float *M;          /* d × D */
+    const lq_lattice *lattice; /* prepared from M by the caller (shared by all linears) */
+    lq_encoder encoder;
+    int ldlq;                /* 1: Hessian-aware sequential encoding */
+    int a1_init;             /* 1: a1 from activation statistics; 0: a1 = 1 */
+    double damp;             /* LDLQ damping, fraction of mean diag(H) */
+    int steps;               /* correction steps (0: none) */
+    double lr_transform, lr_scale, lr_act, lr_bits;
+    int train_bits;
+    uint64_t seed;
+} lq_lift_options;
+
+void lq_lift_options_default(lq_lift_options *o);
+
+typedef struct {
+    double err_encoded;      /* relative output error right after encoding */
+    double err_refit;        /* after the closed-form scale */
+    double err_final;        /* after correction and f16 rounding (what is stored) */
+    double seconds_encode, seconds_correct;
+    long bits_flipped;
+} lq_lift_report;
+
+/* t2: a multiple of d in [√IC/2, 2√IC] with the least padding t1·t2 − IC (ties: nearest √IC). */
+lq_status lq_lift_layout(int in_features, int d, int *t1, int *t2);
+lq_status lq_quantize_lift(const float *W, int out_features, int in_features, const float *bias,
+                           const double *H, const lq_lift_options *o, lq_lift_weights *out,
+                           lq_lift_report *report);
+
+/* The correction objective and its gradient, exposed for the gradient check: loss =
+ * tr((Ŵ − W) H (Ŵ − W)ᵀ)/tr(W H Wᵀ) over the padded width E = t1·t2 (W: OC × E, H: E × E,
+ * f32), Ŵ from w's side data and codes Y (OC × K floats ±1; the bits of w are ignored).
+ * Gradients (any may be NULL) have the shapes of the parameters; g_y is OC × K. */
+double lq_lift_loss_grad(const lq_lift_weights *w, const float *Y, const float *W, const float *H,
+                         double norm, float *g_scale, float *g_a1inv, float *g_tl, float *g_tr,
+                         float *g_a2inv, float *g_y);
+
+/* ---- calibration and the whole-model driver (worker/calib.c, worker/quantize_model.c) ----
+ * Calibration text: a file, or every regular file of a directory in name order, tokenised
+ * whole; nsamples windows of seqlen tokens at seeded random offsets (a window starts with BOS
+ * when the tokenizer adds one). tokens: nsamples × seqlen, malloc'ed. */
+lq_status lq_calib_tokens(const lq_tokenizer *tok, const char *path, int nsamples, int seqlen,
+                          uint64_t seed, int **tokens);
+
+typedef enum { LQ_METHOD_LIFTQUANT = 0, LQ_METHOD_RTN, LQ_METHOD_GPTQ } lq_method;
+const char *lq_method_name(lq_method m);
+lq_status lq_method_from_name(const char *name, lq_method *out);
+
+typedef struct {
+    lq_method method;
+    lq_lift_options lift;      /* LiftQuant (D, d, M, lattice set by the caller) */
+    int bits, group, act_order;/* RTN / GPTQ */
+    double damp;               /* GPTQ */
+    int propagate_quantized;   /* 1: layer l+1 is calibrated on the outputs of the quantized
+                                  layers before it; 0: on the FP model's hidden states */
+    /* called after every linear (may be NULL): done/total linears, for progress */
+    void (*progress)(void *ctx, int done, int total, const char *name, double rel_error);
+    void *progress_ctx;
+} lq_quantize_options;
+
+/* Per-linear outcome, in model order (layer-major, then q k v o gate up down). */
+typedef struct {
+    char name[96];
+    int out_features, in_features;
+    double rel_error;          /* tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) on the layer's calibration inputs */
+    double seconds;
+} lq_linear_result;
+
+/* Quantizes every decoder-layer linear of m in place, layer by layer, from nsamples × seqlen
+ * calibration tokens. results (may be NULL): 7·n_layers entries. Memory: the hidden states
+ * (nsamples·seqlen·dim floats, twice when propagating quantized) plus one layer's four input
+ * second-moment matrices (dim² ×2 + q_dim² + hidden² doubles). */
+lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int seqlen,
+                            const lq_quantize_options *o, lq_linear_result *results);
+
+/* Linear `index` (0..6: q k v o gate up down) of a layer, and its Hugging Face module name
+ * (worker/qformat.c: the names are part of the file format). */
+void lq_linear_name(int layer, int index, char *out, size_t cap);
+lq_linear *lq_layer_linear(lq_layer *L, int index);
+
 /* ---- quantized model directory (worker/qformat.c, schemas/FORMAT.md) ---------------------
  * OUT/config.json (the model config, Hugging Face keys, plus "quantization_config"),
  * OUT/model.safetensors, OUT/tokenizer.liftquant.json. Every decoder-layer linear must be

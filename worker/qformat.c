@@ -44,11 +44,11 @@ static const char *const LINEAR_NAMES[N_LINEARS] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
 
-static void module_name(int layer, int index, char *out, size_t cap) {
+void lq_linear_name(int layer, int index, char *out, size_t cap) {
     snprintf(out, cap, "model.layers.%d.%s", layer, LINEAR_NAMES[index]);
 }
 
-static lq_linear *layer_linear(lq_layer *L, int index) {
+lq_linear *lq_layer_linear(lq_layer *L, int index) {
     lq_linear *all[N_LINEARS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
     return all[index];
 }
@@ -387,7 +387,7 @@ static lq_status save_tensors(saver *s) {
 #undef T
         for (int i = 0; i < N_LINEARS; i++) {
             const lq_linear *lin = layer_linear_const(L, i);
-            module_name(l, i, name, sizeof name);
+            lq_linear_name(l, i, name, sizeof name);
             const lq_lift_weights *lw = lq_linear_lift(lin);
             const lq_grouped_weights *gw = lq_linear_grouped(lin);
             if (lw) st = save_lift(s, name, lw);
@@ -752,8 +752,8 @@ static lq_status load_linears(loader *ld, const char *cfg_path, const json_t *qc
     for (int l = 0; l < c->n_layers; l++)
         for (int i = 0; i < N_LINEARS; i++, expected++) {
             char name[128];
-            module_name(l, i, name, sizeof name);
-            lq_linear *lin = layer_linear(&ld->m->layers[l], i);
+            lq_linear_name(l, i, name, sizeof name);
+            lq_linear *lin = lq_layer_linear(&ld->m->layers[l], i);
             linear_shape(c, i, &lin->in_features, &lin->out_features);
             json_t *entry = json_object_get(modules, name);
             if (!json_is_object(entry))
@@ -781,7 +781,7 @@ static lq_status load_linears(loader *ld, const char *cfg_path, const json_t *qc
             if (sscanf(key, "model.layers.%d.%63s", &layer, rest) == 2 && layer >= 0 && layer < c->n_layers)
                 for (int i = 0; i < N_LINEARS && !used; i++) {
                     char name[128];
-                    module_name(layer, i, name, sizeof name);
+                    lq_linear_name(layer, i, name, sizeof name);
                     used = !strcmp(name, key);
                 }
             if (!used)
@@ -1026,7 +1026,7 @@ lq_status lq_quantized_inspect(const char *dir, lq_quantized_info *out) {
     for (int l = 0; l < c.n_layers && !st; l++)
         for (int i = 0; i < N_LINEARS && !st; i++) {
             lq_module_info *mi = &out->modules[out->n_modules];
-            module_name(l, i, mi->name, sizeof mi->name);
+            lq_linear_name(l, i, mi->name, sizeof mi->name);
             linear_shape(&c, i, &mi->in_features, &mi->out_features);
             json_t *entry = json_object_get(modules, mi->name);
             if (!json_is_object(entry)) {

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# lq-quantize end to end on stories260K: quantize → save → load → evaluate for LiftQuant and
+# the GPTQ and RTN baselines, lq-inspect's accounting, generation from a quantized directory,
+# and the bad inputs the issue lists (unknown config, lattice missing, no calibration text)
+# each with a clear message and a non-zero exit.
+# Usage: cli_quantize.sh LQ_QUANTIZE LQ_EVAL LQ_RUN LQ_INSPECT SHARED_DATA_DIR
+set -u
+quantize="$1"
+eval_tool="$2"
+run="$3"
+inspect="$4"
+data="$5"
+model="$data/llama2c-stories260K/stories260K.bin"
+tok="$data/llama2c-stories260K/tok512.bin"
+text="$data/tinystories/tinystories_val_a.txt"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+export OMP_WAIT_POLICY=passive
+
+# calibration and evaluation text never overlap
+tail -c +100001 "$text" > "$tmp/calib.txt"
+head -c 20000 "$text" > "$tmp/eval.txt"
+small=(--nsamples 8 --seqlen 128)
+
+expect() {
+    local want="$1" pattern="$2"
+    shift 3
+    local err
+    err="$("$quantize" "$@" 2>&1 >/dev/null)"
+    local got=$?
+    if [ "$got" -ne "$want" ] || ! grep -qF -- "$pattern" <<<"$err"; then
+        fail "lq-quantize $* -> status $got (want $want), stderr: $err"
+    fi
+}
+
+ppl_of() { "$eval_tool" ppl "$@" --text "$tmp/eval.txt" --ctx 256 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["ppl"])'; }
+
+fp="$(ppl_of --model "$model" --tokenizer "$tok")" || fail "FP eval"
+
+# ---- LiftQuant 16/8: the round trip ----------------------------------------------------------
+"$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
+    --config 16/8 --steps 20 --out "$tmp/lq" >"$tmp/lq.out" 2>"$tmp/lq.err" ||
+    fail "liftquant 16/8: $(cat "$tmp/lq.err")"
+grep -q "linears" "$tmp/lq.err" || fail "no progress on stderr: $(cat "$tmp/lq.err")"
+[ -d "$tmp/lq.tmp" ] && fail "temporary directory left behind"
+lq="$(ppl_of --model "$tmp/lq")" || fail "eval of the quantized directory"
+echo "FP ppl $fp, LiftQuant 16/8 ppl $lq"
+# 2 bits per weight on a 260K-parameter model costs perplexity, but it must stay a language
+# model: far below the 512-token vocabulary's uniform perplexity
+python3 -c "import sys; fp, q = $fp, $lq; sys.exit(0 if fp < q < 8 * fp else 1)" ||
+    fail "LiftQuant 16/8 ppl $lq out of the expected range for FP $fp"
+"$inspect" "$tmp/lq" >"$tmp/inspect.txt" 2>&1 || fail "lq-inspect: $(cat "$tmp/inspect.txt")"
+grep -q "model.layers.0.self_attn.q_proj" "$tmp/inspect.txt" || fail "lq-inspect lists no modules"
+grep -q "16/8" "$tmp/inspect.txt" || fail "lq-inspect does not show the config"
+"$run" --model "$tmp/lq" --temp 0 -n 32 >"$tmp/gen.txt" 2>"$tmp/gen.err" || fail "lq-run: $(cat "$tmp/gen.err")"
+[ -s "$tmp/gen.txt" ] || fail "lq-run printed nothing"
+# the same command gives the same bytes
+"$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
+    --config 16/8 --steps 20 --out "$tmp/lq2" >/dev/null 2>&1 || fail "second run"
+cmp -s "$tmp/lq/model.safetensors" "$tmp/lq2/model.safetensors" || fail "two runs differ"
+
+# ---- baselines through the same tool and runtime ------------------------------------------
+"$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
+    --method gptq --bits 4 --out "$tmp/gptq4" >/dev/null 2>"$tmp/gptq.err" || fail "gptq: $(cat "$tmp/gptq.err")"
+"$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
+    --method rtn --bits 4 --out "$tmp/rtn4" >/dev/null 2>"$tmp/rtn.err" || fail "rtn: $(cat "$tmp/rtn.err")"
+g4="$(ppl_of --model "$tmp/gptq4")" || fail "eval gptq4"
+r4="$(ppl_of --model "$tmp/rtn4")" || fail "eval rtn4"
+echo "GPTQ-4 ppl $g4, RTN-4 ppl $r4"
+python3 -c "import sys; fp, g, r = $fp, $g4, $r4; sys.exit(0 if fp < g < 1.5 * fp and fp < r < 2 * fp else 1)" ||
+    fail "4-bit baselines out of range: gptq $g4 rtn $r4 (FP $fp)"
+
+# ---- bad inputs ------------------------------------------------------------------------------
+expect 2 "no lattice file" -- --model "$model" --tokenizer "$tok" --config 19/7 --out "$tmp/x"
+expect 2 "no lattice file" -- --model "$model" --tokenizer "$tok" --config 16/8 --lattices "$tmp/none" --out "$tmp/x"
+expect 2 "--config" -- --model "$model" --tokenizer "$tok" --config 8/16 --out "$tmp/x"
+expect 1 "calibration text not found" -- --model "$model" --tokenizer "$tok" --calib "$tmp/none.txt" --out "$tmp/x"
+expect 1 "needs a tokenizer" -- --model "$model" --calib "$tmp/calib.txt" --out "$tmp/x"
+expect 2 "unknown" -- --model "$model" --tokenizer "$tok" --method awq --out "$tmp/x"
+expect 2 "--bits" -- --model "$model" --tokenizer "$tok" --method gptq --out "$tmp/x"
+expect 2 "--encoder" -- --model "$model" --tokenizer "$tok" --encoder fast --out "$tmp/x"
+expect 2 "required" -- --model "$model"
+: > "$tmp/empty.txt"
+mkdir -p "$tmp/emptydir"
+expect 1 "no calibration text" -- --model "$model" --tokenizer "$tok" --calib "$tmp/emptydir" --out "$tmp/x"
+expect 1 "fewer than one window" -- --model "$model" --tokenizer "$tok" --calib "$tmp/empty.txt" --out "$tmp/x"
+[ -e "$tmp/x" ] && fail "a failed run left an output directory"
+"$quantize" --help | grep -q -- "--config" || fail "--help"
+
+if [ "$failures" -ne 0 ]; then
+    echo "cli_quantize: $failures failure(s)"
+    exit 1
+fi
+echo "cli_quantize: all passed"
