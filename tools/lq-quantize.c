@@ -206,6 +206,11 @@ int main(int argc, char **argv) {
     memset(&lattice_file, 0, sizeof lattice_file);
     memset(&lattice, 0, sizeof lattice);
     if (o.method == LQ_METHOD_LIFTQUANT) {
+        if (lq_encoder_from_name(encoder_name, &o.lift.encoder) != LQ_OK ||
+            o.lift.encoder == LQ_ENCODER_BRUTEFORCE) {
+            fprintf(stderr, "lq-quantize: --encoder %s: expected exact or heuristic\n", encoder_name);
+            return 2;
+        }
         int D, d;
         char path[4096];
         if (lq_lattice_config_parse(config, &D, &d) != LQ_OK ||
@@ -221,12 +226,8 @@ int main(int argc, char **argv) {
         if (lq_lattice_file_read(path, &lattice_file) != LQ_OK ||
             lq_lattice_init(&lattice, D, d, lattice_file.M) != LQ_OK) {
             fprintf(stderr, "lq-quantize: %s\n", lq_last_error());
+            lq_lattice_file_free(&lattice_file);
             return 1;
-        }
-        if (lq_encoder_from_name(encoder_name, &o.lift.encoder) != LQ_OK ||
-            o.lift.encoder == LQ_ENCODER_BRUTEFORCE) {
-            fprintf(stderr, "lq-quantize: --encoder %s: expected exact or heuristic\n", encoder_name);
-            return 2;
         }
         o.lift.D = D, o.lift.d = d, o.lift.M = lattice_file.M, o.lift.lattice = &lattice;
         o.lift.ldlq = ldlq, o.lift.a1_init = a1, o.lift.steps = (int)steps;

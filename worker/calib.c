@@ -61,7 +61,7 @@ static lq_status read_text(const char *path, char **text, size_t *len) {
         names[n++] = name;
     }
     closedir(dir);
-    if (st == LQ_OK) qsort(names, n, sizeof *names, compare_names);
+    if (st == LQ_OK && n > 1) qsort(names, n, sizeof *names, compare_names);
     for (size_t i = 0; i < n && st == LQ_OK; i++) {
         char full[4096];
         snprintf(full, sizeof full, "%s/%s", path, names[i]);
