@@ -13,6 +13,7 @@
  * --pack-paragraphs is the protocol of the reference figure in shared/data (each non-blank line
  * tokenized on its own with its newline, greedily packed into windows of at most ctx − 1
  * tokens after BOS, partial windows scored too), for comparing with it. */
+#include "cli_args.h"
 #include "lq_quant.h"
 #include "model.h"
 
@@ -47,21 +48,6 @@ static void usage(FILE *out) {
             "Threads: LQ_THREADS (default min(cores, 2)).\n");
 }
 
-static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
-    if (!v) {
-        fprintf(stderr, "lq-eval: %s needs a value\n", flag);
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (*v == '\0' || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "lq-eval: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v, lo, hi);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
 
 static int read_text(const char *path, char **data, size_t *size) {
     FILE *fp = fopen(path, "rb");
@@ -202,13 +188,13 @@ static int cmd_ppl(int argc, char **argv) {
             else text_path = v;
             i++;
         } else if (!strcmp(a, "--ctx")) {
-            if (!parse_long(a, v, 2, 1 << 20, &ctx_arg)) return 2;
+            if (!lq_arg_long("lq-eval", a, v, 2, 1 << 20, &ctx_arg)) return 2;
             i++;
         } else if (!strcmp(a, "--max-windows")) {
-            if (!parse_long(a, v, 1, 1L << 40, &max_windows)) return 2;
+            if (!lq_arg_long("lq-eval", a, v, 1, 1L << 40, &max_windows)) return 2;
             i++;
         } else if (!strcmp(a, "--max-chars")) {
-            if (!parse_long(a, v, 1, 1L << 50, &max_chars)) return 2;
+            if (!lq_arg_long("lq-eval", a, v, 1, 1L << 50, &max_chars)) return 2;
             i++;
         } else if (!strcmp(a, "--pack-paragraphs")) {
             pack = 1;

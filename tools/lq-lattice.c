@@ -4,6 +4,7 @@
  *   lq-lattice bench [--configs LIST] [--vectors N] [--encoders LIST] [--json]
  *   lq-lattice info FILE
  */
+#include "cli_args.h"
 #include "lq_worker.h"
 
 #include <math.h>
@@ -40,20 +41,6 @@ static void usage(FILE *out) {
             LQ_DEFAULT_LATTICE_DIR, STANDARD_CONFIGS);
 }
 
-static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
-    char *end;
-    if (!v) {
-        fprintf(stderr, "lq-lattice: %s needs a value\n", flag);
-        return 0;
-    }
-    long x = strtol(v, &end, 10);
-    if (*v == '\0' || *end || x < lo || x > hi) {
-        fprintf(stderr, "lq-lattice: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v, lo, hi);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
 
 static int cmd_train(int argc, char **argv, const char *lattice_dir) {
     if (argc < 1 || argv[0][0] == '-') {
@@ -72,19 +59,19 @@ static int cmd_train(int argc, char **argv, const char *lattice_dir) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x;
         if (!strcmp(a, "--seed")) {
-            if (!parse_long(a, v, 0, 1L << 62, &x)) return 2;
+            if (!lq_arg_long("lq-lattice", a, v, 0, 1L << 62, &x)) return 2;
             o.seed = (uint64_t)x, i++;
         } else if (!strcmp(a, "--out")) {
             if (!v) { fprintf(stderr, "lq-lattice: --out needs a value\n"); return 2; }
             out = v, i++;
         } else if (!strcmp(a, "--restarts")) {
-            if (!parse_long(a, v, 1, 1000, &x)) return 2;
+            if (!lq_arg_long("lq-lattice", a, v, 1, 1000, &x)) return 2;
             o.restarts = (int)x, i++;
         } else if (!strcmp(a, "--steps")) {
-            if (!parse_long(a, v, 0, 10000000, &x)) return 2;
+            if (!lq_arg_long("lq-lattice", a, v, 0, 10000000, &x)) return 2;
             o.steps = (int)x, i++;
         } else if (!strcmp(a, "--batch")) {
-            if (!parse_long(a, v, 1, 1000000, &x)) return 2;
+            if (!lq_arg_long("lq-lattice", a, v, 1, 1000000, &x)) return 2;
             o.batch = (int)x, i++;
         } else if (!strcmp(a, "--lr")) {
             if (!v || !(atof(v) > 0)) { fprintf(stderr, "lq-lattice: --lr needs a positive number\n"); return 2; }
@@ -101,10 +88,10 @@ static int cmd_train(int argc, char **argv, const char *lattice_dir) {
             else { fprintf(stderr, "lq-lattice: --candidates: full, heuristic or window\n"); return 2; }
             i++;
         } else if (!strcmp(a, "--lloyd")) {
-            if (!parse_long(a, v, 0, 100000, &x)) return 2;
+            if (!lq_arg_long("lq-lattice", a, v, 0, 100000, &x)) return 2;
             o.lloyd_iterations = (int)x, i++;
         } else if (!strcmp(a, "--lloyd-samples")) {
-            if (!parse_long(a, v, D, 100000000, &x)) return 2;
+            if (!lq_arg_long("lq-lattice", a, v, D, 100000000, &x)) return 2;
             o.lloyd_samples = (int)x, i++;
         } else if (!strcmp(a, "--lloyd-encoder")) {
             if (!v || lq_encoder_from_name(v, &o.lloyd_encoder) != LQ_OK) {
@@ -113,7 +100,7 @@ static int cmd_train(int argc, char **argv, const char *lattice_dir) {
             }
             o.eval_encoder = o.lloyd_encoder, i++;
         } else if (!strcmp(a, "--eval-vectors")) {
-            if (!parse_long(a, v, 1, 100000000, &x)) return 2;
+            if (!lq_arg_long("lq-lattice", a, v, 1, 100000000, &x)) return 2;
             o.eval_vectors = (int)x, i++;
         } else if (!strcmp(a, "--quiet")) {
             o.progress = 0;
@@ -157,13 +144,13 @@ static int cmd_bench(int argc, char **argv, const char *lattice_dir) {
         else if (!strcmp(a, "--encoders") && v) encoders = v, i++;
         else if (!strcmp(a, "--lattices") && v) lattice_dir = v, i++;
         else if (!strcmp(a, "--vectors")) {
-            if (!parse_long(a, v, 1, 100000000, &vectors)) return 2;
+            if (!lq_arg_long("lq-lattice", a, v, 1, 100000000, &vectors)) return 2;
             i++;
         } else if (!strcmp(a, "--exact-vectors")) {
-            if (!parse_long(a, v, 1, 100000000, &exact_vectors)) return 2;
+            if (!lq_arg_long("lq-lattice", a, v, 1, 100000000, &exact_vectors)) return 2;
             i++;
         } else if (!strcmp(a, "--seed")) {
-            if (!parse_long(a, v, 0, 1L << 62, &seed)) return 2;
+            if (!lq_arg_long("lq-lattice", a, v, 0, 1L << 62, &seed)) return 2;
             i++;
         } else if (!strcmp(a, "--json")) json = 1;
         else {

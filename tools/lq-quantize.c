@@ -6,6 +6,7 @@
  * Reads the model, cuts calibration windows from the text, quantizes layer by layer
  * (worker/quantize_model.c) and writes the quantized directory (schemas/FORMAT.md), which
  * lq-run, lq-eval and lq-inspect load. Budgets and per-layer configs are lq-calibrate's job. */
+#include "cli_args.h"
 #include "lq_quant.h"
 #include "lq_worker.h"
 
@@ -59,37 +60,7 @@ static void usage(FILE *out) {
             LQ_DEFAULT_CALIB, LQ_DEFAULT_LATTICE_DIR);
 }
 
-static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
-    if (!v) {
-        fprintf(stderr, "lq-quantize: %s needs a value\n", flag);
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (*v == '\0' || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "lq-quantize: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v, lo, hi);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
 
-static int parse_double(const char *flag, const char *v, double lo, double hi, double *out) {
-    if (!v) {
-        fprintf(stderr, "lq-quantize: %s needs a value\n", flag);
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (*v == '\0' || *end || errno || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "lq-quantize: %s: '%s' is not a number in [%g, %g]\n", flag, v, lo, hi);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
 
 /* Progress: a redrawn bar on a terminal, a line per layer otherwise. */
 typedef struct {
@@ -135,7 +106,7 @@ int main(int argc, char **argv) {
     } while (0)
 #define TAKE_LONG(var, lo, hi)                                             \
     do {                                                                   \
-        if (!parse_long(a, v, lo, hi, &var)) return 2;                     \
+        if (!lq_arg_long("lq-quantize", a, v, lo, hi, &var)) return 2;                     \
         i++;                                                               \
     } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -157,7 +128,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--bits")) TAKE_LONG(bits, 1, 8);
         else if (!strcmp(a, "--group")) TAKE_LONG(group, 1, 1 << 30);
         else if (!strcmp(a, "--damp")) {
-            if (!parse_double(a, v, 0.0, 10.0, &damp)) return 2;
+            if (!lq_arg_double("lq-quantize", a, v, 0.0, 10.0, &damp)) return 2;
             i++;
         } else if (!strcmp(a, "--no-ldlq")) ldlq = 0;
         else if (!strcmp(a, "--no-a1")) a1 = 0;

@@ -6,6 +6,7 @@
  * generated piece is streamed as soon as it is sampled, and a newline ends the output.
  * Generation stops after N new tokens, at the context limit, or when the model produces BOS
  * or EOS. Everything that is not the text (settings, speed) goes to stderr. */
+#include "cli_args.h"
 #include "lq_quant.h"
 #include "model.h"
 
@@ -36,36 +37,7 @@ static void usage(FILE *out) {
             "Threads: LQ_THREADS (default min(cores, 2)).\n");
 }
 
-static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
-    if (!v) {
-        fprintf(stderr, "lq-run: %s needs a value\n", flag);
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (*v == '\0' || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "lq-run: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v, lo, hi);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
 
-static int parse_double(const char *flag, const char *v, double lo, double hi, double *out) {
-    if (!v) {
-        fprintf(stderr, "lq-run: %s needs a value\n", flag);
-        return 0;
-    }
-    char *end;
-    double x = strtod(v, &end);
-    if (*v == '\0' || *end || !isfinite(x) || x < lo || x > hi) {
-        fprintf(stderr, "lq-run: %s: '%s' is not a number in [%g, %g]\n", flag, v, lo, hi);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
 
 /* ---- sampling ----------------------------------------------------------------------------- */
 static int argmax(const float *x, int n) {
@@ -146,20 +118,20 @@ int main(int argc, char **argv) {
             else prompt = v;
             i++;
         } else if (!strcmp(a, "-n")) {
-            if (!parse_long(a, v, 0, 1L << 30, &n_new)) return 2;
+            if (!lq_arg_long("lq-run", a, v, 0, 1L << 30, &n_new)) return 2;
             i++;
         } else if (!strcmp(a, "--temp")) {
-            if (!parse_double(a, v, 0.0, 100.0, &temp)) return 2;
+            if (!lq_arg_double("lq-run", a, v, 0.0, 100.0, &temp)) return 2;
             i++;
         } else if (!strcmp(a, "--top-p")) {
-            if (!parse_double(a, v, 0.0, 1.0, &top_p)) return 2;
+            if (!lq_arg_double("lq-run", a, v, 0.0, 1.0, &top_p)) return 2;
             if (top_p == 0.0) {
                 fprintf(stderr, "lq-run: --top-p: 0 keeps no token; use --temp 0 for greedy\n");
                 return 2;
             }
             i++;
         } else if (!strcmp(a, "--seed")) {
-            if (!parse_long(a, v, 0, 0x7fffffffffffffffL, &seed)) return 2;
+            if (!lq_arg_long("lq-run", a, v, 0, 0x7fffffffffffffffL, &seed)) return 2;
             i++;
         } else if (!strcmp(a, "--quiet")) {
             quiet = 1;
