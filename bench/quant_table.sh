@@ -54,13 +54,14 @@ for row in "${rows[@]}"; do
     qargs=()
     case "$row" in
     fp) ;;
-    rtn*) qargs=(--method rtn --bits "${row#rtn}" --group 128) ;;
+    # RTN reads no calibration data (its windows only feed the reported output errors)
+    rtn*) qargs=(--method rtn --bits "${row#rtn}" --group 128 --nsamples 4 --propagate fp) ;;
     gptq*) qargs=(--method gptq --bits "${row#gptq}" --group 128) ;;
     lq*) qargs=(--method liftquant --config "${row#lq}" --steps "$steps") ;;
     *) echo "quant_table.sh: unknown row '$row'" >&2; exit 2 ;;
     esac
     if [ "$row" = fp ]; then
-        ppl="$("$build/tools/lq-eval" ppl "${model[@]}" "${eval_args[@]}" --json | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])')"
+        ppl="$("$build/tools/lq-eval" ppl "${model[@]}" "${eval_args[@]}" --json 2>/dev/null | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])')"
         echo "| FP (f32) | 32 | — | — | $ppl | — |"
         continue
     fi
@@ -75,6 +76,6 @@ t = json.load(sys.stdin)["totals"]
 print("%.3f (%.3f + %.3f) | %d | %d" % (t["bits_per_weight_with_side"], t["bits_per_weight_codes"],
       t["bits_per_weight_with_side"] - t["bits_per_weight_codes"], t["code_bytes"] + t["side_bytes"],
       t["file_bytes"]))')"
-    ppl="$("$build/tools/lq-eval" ppl --model "$dir" "${eval_args[@]}" --json | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])')"
+    ppl="$("$build/tools/lq-eval" ppl --model "$dir" "${eval_args[@]}" --json 2>/dev/null | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])')"
     printf '| %s | %s | %s | %.0f |\n' "$row" "$sizes" "$ppl" "$(echo "$t1 - $t0" | bc)"
 done
