@@ -42,11 +42,16 @@ void lq_blas_set_threads(int n) {
     threads_allowed = n >= 1 ? n : lq_default_threads();
 }
 
+/* The thread count for a product of `work` multiply-adds (a function of the shape only). */
+static void threads_for(uint64_t work) {
+    pthread_once(&threads_once, apply_default_threads);
+    use_threads(work >= PARALLEL_WORK ? threads_allowed : 1);
+}
+
 void lq_gemm_f32_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
                     float *C, int ldc, int accumulate) {
     if (m <= 0 || n <= 0) return;
-    pthread_once(&threads_once, apply_default_threads);
-    use_threads((uint64_t)m * (uint64_t)n * (uint64_t)k >= PARALLEL_WORK ? threads_allowed : 1);
+    threads_for((uint64_t)m * (uint64_t)n * (uint64_t)k);
     float beta = accumulate ? 1.0f : 0.0f;
     if (k <= 0) {
         /* BLAS would also just scale C by beta; done here so a zero-width product is defined
@@ -80,17 +85,19 @@ void lq_gemm_f32_nt_reference(int m, int n, int k, const float *A, int lda, cons
     }
 }
 
-static void threads_for(uint64_t work) {
-    pthread_once(&threads_once, apply_default_threads);
-    use_threads(work >= PARALLEL_WORK ? threads_allowed : 1);
-}
+/* An empty product (k = 0) only scales C by beta; done here so that it is defined without
+ * relying on the library's handling of k = 0. Type-generic, for the f32 and f64 entry points. */
+static int degenerate_product(int m, int n, int k) { return m <= 0 || n <= 0 || k <= 0; }
+#define SCALE_ONLY(C, ldc, m, n, beta)                                          \
+    do {                                                                        \
+        for (int i_ = 0; i_ < (m); i_++)                                        \
+            for (int j_ = 0; j_ < (n); j_++) (C)[(size_t)i_ * (ldc) + j_] *= (beta); \
+    } while (0)
 
 void lq_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *A,
                  int lda, const double *B, int ldb, double beta, double *C, int ldc) {
-    if (m <= 0 || n <= 0 || k <= 0) {
-        if (m > 0 && n > 0)
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] *= beta;
+    if (degenerate_product(m, n, k)) {
+        SCALE_ONLY(C, ldc, m, n, beta);
         return;
     }
     threads_for((uint64_t)m * (uint64_t)n * (uint64_t)k);
@@ -100,10 +107,8 @@ void lq_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, co
 
 void lq_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    if (m <= 0 || n <= 0 || k <= 0) {
-        if (m > 0 && n > 0)
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] *= beta;
+    if (degenerate_product(m, n, k)) {
+        SCALE_ONLY(C, ldc, m, n, beta);
         return;
     }
     threads_for((uint64_t)m * (uint64_t)n * (uint64_t)k);

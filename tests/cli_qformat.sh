@@ -18,20 +18,7 @@ if [ ! -r "$data/llama2c-stories260K/stories260K.bin" ] || [ ! -r "$text" ]; the
 fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-# expect TOOL STATUS PATTERN -- ARGS: the exit status and a pattern the stderr must contain
-expect() {
-    local tool="$1" want="$2" pattern="$3"
-    shift 4
-    local err
-    err="$("$tool" "$@" 2>&1 >/dev/null)"
-    local got=$?
-    if [ "$got" -ne "$want" ] || ! grep -qF -- "$pattern" <<<"$err"; then
-        fail "$(basename "$tool") $* -> status $got (want $want), stderr: $err"
-    fi
-}
+source "$(dirname "$0")/cli_lib.sh"
 
 q="$tmp/q"
 "$make_fixture" --make-fixture "$q" || { echo "FAIL: cannot make the fixture"; exit 1; }
@@ -98,8 +85,4 @@ grep -q "^Once upon a time" <<<"$out" || fail "lq-run did not echo the prompt: $
 [ "${#out}" -gt 16 ] || fail "lq-run generated nothing: $out"
 expect "$run" 1 "$tmp/broken/model.safetensors" -- --model "$tmp/broken"
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures failure(s)"
-    exit 1
-fi
-echo "cli_qformat: all checks passed"
+finish cli_qformat

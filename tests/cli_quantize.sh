@@ -15,25 +15,13 @@ tok="$data/llama2c-stories260K/tok512.bin"
 text="$data/tinystories/tinystories_val_a.txt"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/cli_lib.sh"
 export OMP_WAIT_POLICY=passive
 
 # calibration and evaluation text never overlap
 tail -c +100001 "$text" > "$tmp/calib.txt"
 head -c 20000 "$text" > "$tmp/eval.txt"
 small=(--nsamples 8 --seqlen 128)
-
-expect() {
-    local want="$1" pattern="$2"
-    shift 3
-    local err
-    err="$("$quantize" "$@" 2>&1 >/dev/null)"
-    local got=$?
-    if [ "$got" -ne "$want" ] || ! grep -qF -- "$pattern" <<<"$err"; then
-        fail "lq-quantize $* -> status $got (want $want), stderr: $err"
-    fi
-}
 
 ppl_of() { "$eval_tool" ppl "$@" --text "$tmp/eval.txt" --ctx 256 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["ppl"])'; }
 
@@ -73,24 +61,20 @@ python3 -c "import sys; fp, g, r = $fp, $g4, $r4; sys.exit(0 if fp < g < 1.5 * f
     fail "4-bit baselines out of range: gptq $g4 rtn $r4 (FP $fp)"
 
 # ---- bad inputs ------------------------------------------------------------------------------
-expect 2 "no lattice file" -- --model "$model" --tokenizer "$tok" --config 19/7 --out "$tmp/x"
-expect 2 "no lattice file" -- --model "$model" --tokenizer "$tok" --config 16/8 --lattices "$tmp/none" --out "$tmp/x"
-expect 2 "--config" -- --model "$model" --tokenizer "$tok" --config 8/16 --out "$tmp/x"
-expect 1 "calibration text not found" -- --model "$model" --tokenizer "$tok" --calib "$tmp/none.txt" --out "$tmp/x"
-expect 1 "needs a tokenizer" -- --model "$model" --calib "$tmp/calib.txt" --out "$tmp/x"
-expect 2 "unknown" -- --model "$model" --tokenizer "$tok" --method awq --out "$tmp/x"
-expect 2 "--bits" -- --model "$model" --tokenizer "$tok" --method gptq --out "$tmp/x"
-expect 2 "--encoder" -- --model "$model" --tokenizer "$tok" --encoder fast --out "$tmp/x"
-expect 2 "required" -- --model "$model"
+expect "$quantize" 2 "no lattice file" -- --model "$model" --tokenizer "$tok" --config 19/7 --out "$tmp/x"
+expect "$quantize" 2 "no lattice file" -- --model "$model" --tokenizer "$tok" --config 16/8 --lattices "$tmp/none" --out "$tmp/x"
+expect "$quantize" 2 "--config" -- --model "$model" --tokenizer "$tok" --config 8/16 --out "$tmp/x"
+expect "$quantize" 1 "calibration text not found" -- --model "$model" --tokenizer "$tok" --calib "$tmp/none.txt" --out "$tmp/x"
+expect "$quantize" 1 "needs a tokenizer" -- --model "$model" --calib "$tmp/calib.txt" --out "$tmp/x"
+expect "$quantize" 2 "unknown" -- --model "$model" --tokenizer "$tok" --method awq --out "$tmp/x"
+expect "$quantize" 2 "--bits" -- --model "$model" --tokenizer "$tok" --method gptq --out "$tmp/x"
+expect "$quantize" 2 "--encoder" -- --model "$model" --tokenizer "$tok" --encoder fast --out "$tmp/x"
+expect "$quantize" 2 "required" -- --model "$model"
 : > "$tmp/empty.txt"
 mkdir -p "$tmp/emptydir"
-expect 1 "no calibration text" -- --model "$model" --tokenizer "$tok" --calib "$tmp/emptydir" --out "$tmp/x"
-expect 1 "fewer than one window" -- --model "$model" --tokenizer "$tok" --calib "$tmp/empty.txt" --out "$tmp/x"
+expect "$quantize" 1 "no calibration text" -- --model "$model" --tokenizer "$tok" --calib "$tmp/emptydir" --out "$tmp/x"
+expect "$quantize" 1 "fewer than one window" -- --model "$model" --tokenizer "$tok" --calib "$tmp/empty.txt" --out "$tmp/x"
 [ -e "$tmp/x" ] && fail "a failed run left an output directory"
 "$quantize" --help | grep -q -- "--config" || fail "--help"
 
-if [ "$failures" -ne 0 ]; then
-    echo "cli_quantize: $failures failure(s)"
-    exit 1
-fi
-echo "cli_quantize: all passed"
+finish cli_quantize

@@ -17,20 +17,7 @@ if [ ! -r "$model" ] || [ ! -r "$tok" ] || [ ! -r "$text" ]; then
 fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-# expect TOOL STATUS PATTERN -- ARGS: the exit status and a pattern the stderr must contain
-expect() {
-    local tool="$1" want="$2" pattern="$3"
-    shift 4
-    local err
-    err="$("$tool" "$@" 2>&1 >/dev/null)"
-    local got=$?
-    if [ "$got" -ne "$want" ] || ! grep -qF -- "$pattern" <<<"$err"; then
-        fail "$(basename "$tool") $* -> status $got (want $want), stderr: $err"
-    fi
-}
+source "$(dirname "$0")/cli_lib.sh"
 
 # ---- lq-run ------------------------------------------------------------------------------
 "$run" --model "$model" --tokenizer "$tok" --temp 0 -n 256 >"$tmp/greedy.txt" 2>"$tmp/greedy.err" ||
@@ -95,8 +82,4 @@ expect "$eval_tool" 1 "$tmp/missing.txt: cannot open" -- ppl --model "$model" --
 expect "$eval_tool" 1 "--ctx 1024 exceeds the model's context length 512" -- \
     ppl --model "$model" --tokenizer "$tok" --text "$text" --ctx 1024
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures failure(s)"
-    exit 1
-fi
-echo "cli_runtime: all checks passed"
+finish cli_runtime

@@ -4,14 +4,14 @@
 # Usage: cli_smollm2.sh LQ_RUN LQ_EVAL MODEL WIKI_TEST
 set -u
 run="$1" eval="$2" model="$3" text="$4"
-failures=0
-[ -f "$model" ] || { echo "FAIL: $model missing (tools/get_smollm2.sh fetches it)"; exit 1; }
+source "$(dirname "$0")/cli_lib.sh"
+[ -f "$model" ] || { fail "$model missing (tools/get_smollm2.sh fetches it)"; exit 1; }
 
 out="$("$run" --model "$model" --prompt "The capital of France is" -n 8 --temp 0 2>/dev/null)"
-grep -q "Paris" <<<"$out" || { echo "FAIL: greedy answer: $out"; failures=$((failures + 1)); }
+grep -q "Paris" <<<"$out" || fail "greedy answer: $out"
 
 json="$("$eval" ppl --model "$model" --text "$text" --ctx 256 --max-windows 1 --json 2>/dev/null)"
-python3 - "$json" <<'PY' || failures=$((failures + 1))
+python3 - "$json" <<'PY' || fail "perplexity check"
 import json, sys
 r = json.loads(sys.argv[1])
 # FP SmolLM2-135M sits near 20-30 on wikitext at short context; a broken tokenizer or
@@ -19,4 +19,4 @@ r = json.loads(sys.argv[1])
 assert 8 < r["ppl"] < 60, "ppl %s out of range" % r["ppl"]
 assert r["tokens"] == 255 and r["windows"] == 1, r
 PY
-[ "$failures" -eq 0 ] && echo "cli_smollm2: all checks passed" || { echo "$failures failure(s)"; exit 1; }
+finish cli_smollm2

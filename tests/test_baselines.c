@@ -18,15 +18,6 @@
 #include "lq_blas.h"
 #include "lq_quant.h"
 
-static void expect_error(lq_status s, lq_status code, const char *needle) {
-    assert_int_equal(s, code);
-    const char *msg = lq_last_error();
-    if (!msg || !strstr(msg, needle)) {
-        fprintf(stderr, "error message \"%s\" lacks \"%s\"\n", msg ? msg : "(null)", needle);
-        fail();
-    }
-}
-
 static float *dequantized(const lq_grouped_weights *w) {
     float *out = malloc(sizeof(float) * w->out_features * w->in_features);
     assert_non_null(out);

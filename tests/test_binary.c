@@ -59,15 +59,6 @@ static void expect_close(const char *what, int oc, int k, const float *got, cons
     }
 }
 
-static void expect_error(lq_status s, lq_status code, const char *needle) {
-    assert_int_equal(s, code);
-    const char *msg = lq_last_error();
-    if (!msg || !strstr(msg, needle)) {
-        fprintf(stderr, "error message \"%s\" lacks \"%s\"\n", msg ? msg : "(null)", needle);
-        fail();
-    }
-}
-
 static const int shapes_oc[] = {1, 7, 8, 33};
 static const int shapes_k[] = {8, 24, 200, 1040};
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))

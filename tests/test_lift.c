@@ -148,7 +148,7 @@ static double quantize_error(const float *W, int oc, int ic, const double *H, te
                              int ldlq, int steps, lq_lift_report *rep, lq_lift_weights *out) {
     lq_lift_options o;
     lq_lift_options_default(&o);
-    o.D = t->file.D, o.d = t->file.d, o.M = t->file.M, o.lattice = &t->lattice;
+    o.lattice = &t->lattice;
     o.ldlq = ldlq, o.steps = steps;
     memset(out, 0, sizeof *out);
     assert_int_equal(lq_quantize_lift(W, oc, ic, NULL, H, &o, out, rep), LQ_OK);
@@ -216,11 +216,10 @@ static void test_bad_inputs(void **state) {
     lq_lift_report rep;
     memset(&w, 0, sizeof w);
     /* no lattice prepared */
-    o.D = 16, o.d = 8;
     assert_int_equal(lq_quantize_lift(W, oc, ic, NULL, H, &o, &w, &rep), LQ_ERR_ARG);
     assert_non_null(strstr(lq_last_error(), "lattice"));
     /* all-zero calibration inputs */
-    o.M = t.file.M, o.lattice = &t.lattice;
+    o.lattice = &t.lattice;
     assert_int_equal(lq_quantize_lift(W, oc, ic, NULL, H, &o, &w, &rep), LQ_ERR_NUMERIC);
     assert_non_null(strstr(lq_last_error(), "calibration"));
     free(W), free(H);

@@ -9,41 +9,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lq_base.h"
 
 #ifndef LQ_TEST_NAME
 #error "define LQ_TEST_NAME (the scratch directory's prefix) before including test_util.h"
-/* Writes len bytes to path (a test fixture), failing the test on any error. */
-static LQ_TEST_UNUSED void write_file(const char *path, const void *data, size_t len) {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    if (len) assert_int_equal(fwrite(data, 1, len, fp), len);
-    assert_int_equal(fclose(fp), 0);
-}
-
-/* UTF-8 of GPT-2's byte-level character for byte b, written independently of common/bpe.c so
- * the tests check it rather than repeat it: printable bytes stand for themselves, the others
- * map in order to U+0100 onwards. */
-static LQ_TEST_UNUSED void byte_char(int b, char *out) {
-#define LQ_GPT2_PRINTABLE(x) (((x) >= 33 && (x) <= 126) || ((x) >= 161 && (x) <= 172) || ((x) >= 174 && (x) <= 255))
-    int cp = b;
-    if (!LQ_GPT2_PRINTABLE(b)) {
-        int n = 0;
-        for (int x = 0; x < b; x++) n += !LQ_GPT2_PRINTABLE(x);
-        cp = 256 + n;
-    }
-#undef LQ_GPT2_PRINTABLE
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        out[2] = 0;
-    }
-}
-
 #endif
 
 #define LQ_TEST_UNUSED __attribute__((unused))
@@ -86,6 +57,16 @@ static LQ_TEST_UNUSED float *random_blocks(int d, size_t n, uint64_t seed) {
     float *w = malloc(sizeof(float) * d * n);
     for (size_t i = 0; i < d * n; i++) w[i] = (float)lq_rng_normal(&r);
     return w;
+}
+
+/* Asserts that a call failed with `code` and left a message containing `needle`. */
+static LQ_TEST_UNUSED void expect_error(lq_status s, lq_status code, const char *needle) {
+    assert_int_equal(s, code);
+    const char *msg = lq_last_error();
+    if (!msg || !strstr(msg, needle)) {
+        fprintf(stderr, "error message \"%s\" lacks \"%s\"\n", msg ? msg : "(null)", needle);
+        fail();
+    }
 }
 
 /* Writes len bytes to path (a test fixture), failing the test on any error. */

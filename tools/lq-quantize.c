@@ -200,7 +200,7 @@ int main(int argc, char **argv) {
             lq_lattice_file_free(&lattice_file);
             return 1;
         }
-        o.lift.D = D, o.lift.d = d, o.lift.M = lattice_file.M, o.lift.lattice = &lattice;
+        o.lift.lattice = &lattice;
         o.lift.ldlq = ldlq, o.lift.a1_init = a1, o.lift.steps = (int)steps;
         o.lift.train_bits = train_bits;
         if (train_bits) o.lift.lr_bits = 0.01;

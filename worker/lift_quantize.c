@@ -255,7 +255,8 @@ static void adam_step(adam_group *g, double lr_factor, int t) {
  * NULL for independent blocks. */
 static lq_status encode_rows(const lq_lift_options *o, double *Wt, int oc, int E,
                              const double *ell, const double *U, uint64_t *codes) {
-    int d = o->d, D = o->D, nb = E / d;
+    int d = o->lattice->d, D = o->lattice->D, nb = E / d;
+    const float *M = o->lattice->M;
     float *blocks = malloc((size_t)oc * d * sizeof(float));
     uint64_t *col_codes = malloc((size_t)oc * sizeof(uint64_t));
     double *err = malloc((size_t)oc * d * sizeof(double));
@@ -283,7 +284,7 @@ static lq_status encode_rows(const lq_lift_options *o, double *Wt, int oc, int E
                 codes[(size_t)r * nb + b] = col_codes[r];
                 for (int i = 0; i < d; i++) {
                     double q = 0.0;
-                    for (int j = 0; j < D; j++) q += (double)o->M[i * D + j] * lq_code_sign(col_codes[r], j);
+                    for (int j = 0; j < D; j++) q += (double)M[i * D + j] * lq_code_sign(col_codes[r], j);
                     err[(size_t)r * d + i] = Wt[(size_t)r * E + c0 + i] - ell[r] * q;
                 }
             }
@@ -343,12 +344,13 @@ lq_status lq_quantize_lift(const float *W, int oc, int ic, const float *bias, co
                            const lq_lift_options *o, lq_lift_weights *out,
                            lq_lift_report *report) {
     memset(report, 0, sizeof *report);
-    if (!o->lattice || !o->M || o->lattice->D != o->D || o->lattice->d != o->d)
-        return lq_fail(LQ_ERR_ARG, "lift quantizer: lattice %d/%d not prepared", o->D, o->d);
+    if (!o->lattice || !o->lattice->M)
+        return lq_fail(LQ_ERR_ARG, "lift quantizer: no lattice prepared");
     int t1, t2;
-    lq_status st = lq_lift_layout(ic, o->d, &t1, &t2);
+    lq_status st = lq_lift_layout(ic, o->lattice->d, &t1, &t2);
     if (st != LQ_OK) return st;
-    int E = t1 * t2, D = o->D, d = o->d, nb = E / d;
+    int E = t1 * t2, D = o->lattice->D, d = o->lattice->d, nb = E / d;
+    const float *M = o->lattice->M;
     st = lq_lift_weights_alloc(out, oc, ic, D, d, t1, t2, bias != NULL);
     if (st != LQ_OK) return st;
     int t3 = lq_lift_t3(out);
@@ -367,7 +369,7 @@ lq_status lq_quantize_lift(const float *W, int oc, int ic, const float *bias, co
         st = lq_fail(LQ_ERR_NOMEM, "lift quantizer: out of memory for a %d × %d layer", oc, ic);
         goto done;
     }
-    memcpy(out->M, o->M, (size_t)d * D * sizeof(float));
+    memcpy(out->M, M, (size_t)d * D * sizeof(float));
     if (bias) memcpy(out->bias, bias, (size_t)oc * sizeof(float));
 
     /* 1. T = diag(a1)(P1 ⊗ P2): a1 from the activations' per-channel RMS against the mean */
@@ -448,7 +450,7 @@ lq_status lq_quantize_lift(const float *W, int oc, int ic, const float *bias, co
         for (int c = 0; c < t3; c++) {
             int blk = c / D, jj = c % D;
             double v = 0.0;
-            for (int q = 0; q < d; q++) v += P2[(size_t)i * t2 + blk * d + q] * o->M[q * D + jj];
+            for (int q = 0; q < d; q++) v += P2[(size_t)i * t2 + blk * d + q] * M[q * D + jj];
             out->tr[(size_t)i * t3 + c] = round_f16((float)v);
         }
     for (int c = 0; c < E; c++) out->a1inv[c] = (float)(1.0 / a1[c]);

@@ -128,9 +128,8 @@ double lq_output_error(const float *W, const float *W_hat, int out_features, int
  *      batch, cosine learning rate; the best iterate is kept;
  *   5. side data rounded to f16 (the stored precision) and the error measured again. */
 typedef struct {
-    int D, d;
-    const float *M;          /* d × D */
-    const lq_lattice *lattice; /* prepared from M by the caller (shared by all linears) */
+    const lq_lattice *lattice; /* the config D/d and its M, prepared once by the caller and
+                                  shared by all linears */
     lq_encoder encoder;
     int ldlq;                /* 1: Hessian-aware sequential encoding */
     int a1_init;             /* 1: a1 from activation statistics; 0: a1 = 1 */
@@ -178,7 +177,7 @@ lq_status lq_method_from_name(const char *name, lq_method *out);
 
 typedef struct {
     lq_method method;
-    lq_lift_options lift;      /* LiftQuant (D, d, M, lattice set by the caller) */
+    lq_lift_options lift;      /* LiftQuant (lattice set by the caller) */
     int bits, group, act_order;/* RTN / GPTQ */
     double damp;               /* GPTQ */
     int propagate_quantized;   /* 1: layer l+1 is calibrated on the outputs of the quantized
