@@ -70,6 +70,10 @@ expect "$quantize" 2 "unknown" -- --model "$model" --tokenizer "$tok" --method a
 expect "$quantize" 2 "--bits" -- --model "$model" --tokenizer "$tok" --method gptq --out "$tmp/x"
 expect "$quantize" 2 "--encoder" -- --model "$model" --tokenizer "$tok" --encoder fast --out "$tmp/x"
 expect "$quantize" 2 "required" -- --model "$model"
+expect "$quantize" 2 "--propagate sideways" -- --model "$model" --tokenizer "$tok" --propagate sideways --out "$tmp/x"
+expect "$quantize" 2 "--damp: 'x' is not a number" -- --model "$model" --tokenizer "$tok" --method gptq --bits 3 --damp x --out "$tmp/x"
+expect "$quantize" 2 "--nsamples: '0' is not an integer" -- --model "$model" --tokenizer "$tok" --nsamples 0 --out "$tmp/x"
+expect "$quantize" 2 "unknown argument '--bogus'" -- --model "$model" --bogus
 : > "$tmp/empty.txt"
 mkdir -p "$tmp/emptydir"
 expect "$quantize" 1 "no calibration text" -- --model "$model" --tokenizer "$tok" --calib "$tmp/emptydir" --out "$tmp/x"
