@@ -74,6 +74,8 @@ expect "$quantize" 2 "--propagate sideways" -- --model "$model" --tokenizer "$to
 expect "$quantize" 2 "--damp: 'x' is not a number" -- --model "$model" --tokenizer "$tok" --method gptq --bits 3 --damp x --out "$tmp/x"
 expect "$quantize" 2 "--nsamples: '0' is not an integer" -- --model "$model" --tokenizer "$tok" --nsamples 0 --out "$tmp/x"
 expect "$quantize" 2 "unknown argument '--bogus'" -- --model "$model" --bogus
+expect "$quantize" 2 "--lr: '2' is not a number" -- --model "$model" --tokenizer "$tok" --lr 2 --out "$tmp/x"
+expect "$quantize" 2 "--transform-seed: '-1' is not an integer" -- --model "$model" --tokenizer "$tok" --transform-seed -1 --out "$tmp/x"
 : > "$tmp/empty.txt"
 mkdir -p "$tmp/emptydir"
 expect "$quantize" 1 "no calibration text" -- --model "$model" --tokenizer "$tok" --calib "$tmp/emptydir" --out "$tmp/x"

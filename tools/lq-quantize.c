@@ -51,11 +51,14 @@ static void usage(FILE *out) {
             "                      Hessian-aware error feedback\n"
             "  --no-a1             no activation-statistics scaling in the transform\n"
             "  --train-bits        let the correction flip bits (straight-through latents)\n"
+            "  --lr X              learning rate of every correction parameter (default 0.001)\n"
+            "  --transform-seed S  seed of the random mixing matrices (default: --seed)\n"
             "rtn / gptq:\n"
             "  --bits B            2, 3, 4 or 8\n"
             "  --group G           input columns per scale and zero point (default 128)\n"
             "  --no-act-order      GPTQ in natural column order\n"
-            "  --damp X            GPTQ damping, fraction of mean diag(H) (default 0.01)\n"
+            "  --damp X            damping of H for GPTQ and LiftQuant's LDLQ, fraction of\n"
+            "                      mean diag(H) (default 0.01)\n"
             "Threads: LQ_THREADS (default min(cores, 2)).\n",
             LQ_DEFAULT_CALIB, LQ_DEFAULT_LATTICE_DIR);
 }
@@ -92,7 +95,8 @@ int main(int argc, char **argv) {
     const char *encoder_name = "exact", *propagate = "quant";
     long nsamples = 128, seqlen = 512, seed = 42, steps = 100, bits = 0, group = 128;
     int ldlq = 1, a1 = 1, act_order = 1, train_bits = 0;
-    double damp = 0.01;
+    double damp = 0.01, lr = 1e-3;
+    long transform_seed = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define TAKE(var)                                                          \
@@ -127,7 +131,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) TAKE_LONG(steps, 0, 1 << 20);
         else if (!strcmp(a, "--bits")) TAKE_LONG(bits, 1, 8);
         else if (!strcmp(a, "--group")) TAKE_LONG(group, 1, 1 << 30);
-        else if (!strcmp(a, "--damp")) {
+        else if (!strcmp(a, "--transform-seed")) TAKE_LONG(transform_seed, 0, 1L << 62);
+        else if (!strcmp(a, "--lr")) {
+            if (!lq_arg_double("lq-quantize", a, v, 0.0, 1.0, &lr)) return 2;
+            i++;
+        } else if (!strcmp(a, "--damp")) {
             if (!lq_arg_double("lq-quantize", a, v, 0.0, 10.0, &damp)) return 2;
             i++;
         } else if (!strcmp(a, "--no-ldlq")) ldlq = 0;
@@ -204,7 +212,9 @@ int main(int argc, char **argv) {
         o.lift.ldlq = ldlq, o.lift.a1_init = a1, o.lift.steps = (int)steps;
         o.lift.train_bits = train_bits;
         if (train_bits) o.lift.lr_bits = 0.01;
-        o.lift.seed = (uint64_t)seed;
+        o.lift.seed = (uint64_t)(transform_seed >= 0 ? transform_seed : seed);
+        o.lift.damp = damp;
+        o.lift.lr_transform = o.lift.lr_scale = o.lift.lr_act = lr;
     }
 
     double t0 = lq_seconds();
