@@ -45,4 +45,8 @@ lq_status lq_convert_from_f32(lq_dtype dst_type, const float *src, void *dst, si
 /* Writes `len` bytes to path atomically: path.tmp.<pid>, fsync, rename, fsync(dir). */
 lq_status lq_write_file_atomic(const char *path, const void *data, size_t len);
 
+/* FNV-1a 64 of a buffer, and of a whole file (equal for equal bytes). */
+uint64_t lq_checksum64(const void *data, size_t len);
+lq_status lq_file_checksum(const char *path, uint64_t *out);
+
 #endif

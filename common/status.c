@@ -84,3 +84,38 @@ lq_status lq_write_file_atomic(const char *path, const void *data, size_t len) {
     }
     return LQ_OK;
 }
+
+/* ---- checksums ----------------------------------------------------------------------------- */
+/* FNV-1a, 64 bit: detects the corruption a blob can suffer on disk (truncation, flipped or
+ * zeroed pages); it is not meant to resist an attacker. */
+#define FNV64_OFFSET 0xcbf29ce484222325ull
+static uint64_t fnv64_update(uint64_t h, const unsigned char *p, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+uint64_t lq_checksum64(const void *data, size_t len) { return fnv64_update(FNV64_OFFSET, data, len); }
+
+lq_status lq_file_checksum(const char *path, uint64_t *out) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lq_fail(LQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    uint64_t h = FNV64_OFFSET;
+    unsigned char buf[1 << 16];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            close(fd);
+            return lq_fail(LQ_ERR_IO, "%s: read failed: %s", path, strerror(e));
+        }
+        if (n == 0) break;
+        h = fnv64_update(h, buf, (size_t)n);
+    }
+    close(fd);
+    *out = h;
+    return LQ_OK;
+}
