@@ -612,6 +612,43 @@ static void test_any_model_passes_through(void **state) {
     if (!strstr(lq_last_error(), "'gptq'")) fail_msg("%s", lq_last_error());
 }
 
+/* A module blob holds the module exactly as the model directory does: every quantized linear of
+ * the random model saved alone and loaded into a fresh linear of its shape is the same linear;
+ * a blob loaded under another module's name, or a truncated blob, is an error naming the file. */
+static void test_module_blobs(void **state) {
+    (void)state;
+    if (!have_data()) skip();
+    lq_model *m = random_quantized_stories();
+    const lq_model_config *c = &m->cfg;
+    char path[PATH_MAX + 200], name[96], other[96];
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < 7; i++) {
+            const lq_linear *lin = linear_at(&m->layers[l], i);
+            lq_linear_name(l, i, name, sizeof name);
+            snprintf(path, sizeof path, "%s/%s.blob", temp_dir, name);
+            if (lq_linear_blob_save(lin, name, path) != LQ_OK) fail_msg("%s", lq_last_error());
+            lq_linear fresh = {.in_features = lin->in_features, .out_features = lin->out_features};
+            if (lq_linear_blob_load(path, name, lin->bias != NULL, &fresh) != LQ_OK)
+                fail_msg("%s", lq_last_error());
+            assert_same_linear(lin, &fresh);
+            fresh.free_impl(fresh.impl);
+        }
+    lq_linear_name(0, 0, name, sizeof name);
+    lq_linear_name(0, 1, other, sizeof other);
+    snprintf(path, sizeof path, "%s/%s.blob", temp_dir, name);
+    lq_linear wrong = {.in_features = c->dim, .out_features = c->n_kv_heads * c->head_dim};
+    expect_error(lq_linear_blob_load(path, other, 0, &wrong), LQ_ERR_NOT_FOUND, other);
+    assert_null(wrong.impl);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(truncate(path, sb.st_size / 2), 0);
+    lq_linear fresh = {.in_features = c->dim, .out_features = c->n_heads * c->head_dim};
+    assert_int_not_equal(lq_linear_blob_load(path, name, 0, &fresh), LQ_OK);
+    assert_non_null(strstr(lq_last_error(), ".blob"));
+    assert_null(fresh.impl);
+    lq_model_free(m);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--make-fixture")) {
         if (!have_data()) return 77;
@@ -626,6 +663,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(test_bad_directories, setup_good_dir),
         cmocka_unit_test(test_bad_outputs),
         cmocka_unit_test(test_any_model_passes_through),
+        cmocka_unit_test(test_module_blobs),
     };
     return cmocka_run_group_tests(tests, create_temp_dir, remove_temp_dir);
 }

@@ -202,6 +202,26 @@ typedef struct {
 lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int seqlen,
                             const lq_quantize_options *o, lq_linear_result *results);
 
+/* Quantizes one linear in place from its input second moments H with o's method (LiftQuant
+ * with o->lift's lattice, RTN or GPTQ); *rel_error = tr(ΔW H ΔWᵀ)/tr(W H Wᵀ). The FP weight is
+ * only read: lin->weight is set to NULL, not freed (the model, or the caller, owns it). */
+lq_status lq_quantize_linear(lq_linear *lin, const char *name, const double *H, uint64_t seed,
+                             const lq_quantize_options *o, double *rel_error);
+/* The seed of linear `index` of `layer` given the run's seed: distinct per linear, and the same
+ * for every config and every driver, so lq-quantize and lq-calibrate agree. */
+uint64_t lq_linear_seed(uint64_t seed, int layer, int index);
+
+/* One layer's calibration second moments: H = Σ x xᵀ of each of its four distinct linear
+ * inputs (f32 per ≤128-token chunk, summed in f64), dim² ×2 + q_dim² + hidden² doubles. capture
+ * zeroes them, then runs the FP layer over nsamples × seqlen hidden states in place (they leave
+ * as the layer's outputs). */
+typedef struct lq_layer_moments lq_layer_moments;
+lq_status lq_layer_moments_new(const lq_model_config *c, lq_layer_moments **out);
+void lq_layer_moments_free(lq_layer_moments *mo);
+lq_status lq_layer_moments_capture(lq_layer_moments *mo, lq_session *s, int layer, float *hidden,
+                                   int nsamples, int seqlen);
+const double *lq_layer_moments_for(const lq_layer_moments *mo, int linear_index);
+
 /* Linear `index` (0..6: q k v o gate up down) of a layer, and its Hugging Face module name
  * (worker/qformat.c: the names are part of the file format). */
 void lq_linear_name(int layer, int index, char *out, size_t cap);
@@ -215,6 +235,13 @@ lq_linear *lq_layer_linear(lq_layer *L, int index);
 lq_status lq_quantized_save(const lq_model *m, const char *out_dir, const char *extra_json);
 /* Loads any input lq_model_load takes, and quantized directories. */
 lq_status lq_load_any_model(const char *path, const char *tokenizer_path, lq_model **out);
+
+/* One quantized linear alone in a file (lq-calibrate's candidate results): the tensors and
+ * lattice the model directory would store for `module`, and its quantization_config entry in the
+ * metadata. Written atomically. Loading installs it into lin, which must have the module's shape
+ * (with_bias: the model config gives the linear a bias). */
+lq_status lq_linear_blob_save(const lq_linear *lin, const char *module, const char *path);
+lq_status lq_linear_blob_load(const char *path, const char *module, int with_bias, lq_linear *lin);
 
 /* Size accounting of one linear as stored: bytes of codes and of side data (scales, zeros,
  * whitening parameters, perm; bias excluded), and its weight count OC·IC. */

@@ -1061,3 +1061,91 @@ done:
     free(wpath);
     return st;
 }
+
+/* ---- module blobs ------------------------------------------------------------------------------
+ * lq-calibrate measures every candidate config of every linear on the worker that owns it, and
+ * keeps each result as a blob so that any later budget is assembled without recalibrating. A
+ * blob is the module as the final file stores it — the same tensor names, dtypes and lattice
+ * tensor — plus its quantization_config entry and lattice map in the safetensors metadata, so
+ * saving and loading go through the same code as the model directory and a blob round-trips
+ * bit-exactly into the assembled model. */
+#define BLOB_MODULE_KEY "liftquant_module"
+#define BLOB_LATTICES_KEY "liftquant_lattices"
+
+lq_status lq_linear_blob_save(const lq_linear *lin, const char *module, const char *path) {
+    saver s = {.out = path};
+    lq_status st = lq_st_writer_new(&s.w);
+    if (st) return st;
+    s.modules = json_object();
+    s.lattices = json_object();
+    char *entry_text = NULL, *lattices_text = NULL;
+    if (!s.modules || !s.lattices) {
+        st = lq_fail(LQ_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    const lq_lift_weights *lw = lq_linear_lift(lin);
+    const lq_grouped_weights *gw = lq_linear_grouped(lin);
+    if (lw) st = save_lift(&s, module, lw);
+    else if (gw) st = save_grouped(&s, module, gw);
+    else st = lq_fail(LQ_ERR_ARG, "%s: %s is not quantized", path, module);
+    if (st) goto done;
+    entry_text = json_dumps(json_object_get(s.modules, module), JSON_COMPACT | JSON_SORT_KEYS);
+    lattices_text = json_dumps(s.lattices, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!entry_text || !lattices_text) {
+        st = lq_fail(LQ_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if (!(st = lq_st_writer_metadata(s.w, "format", "pt")) &&
+        !(st = lq_st_writer_metadata(s.w, BLOB_MODULE_KEY, entry_text)) &&
+        !(st = lq_st_writer_metadata(s.w, BLOB_LATTICES_KEY, lattices_text)))
+        st = lq_st_writer_write(s.w, path);
+done:
+    free(entry_text), free(lattices_text);
+    lq_st_writer_free(s.w);
+    json_decref(s.modules);
+    json_decref(s.lattices);
+    free(s.lattices_seen);
+    return st;
+}
+
+static lq_status blob_json(const lq_st_file *f, const char *path, const char *key, json_t **out) {
+    const char *text = lq_st_metadata(f, key);
+    if (!text) return lq_fail(LQ_ERR_FORMAT, "%s: not a liftquant module blob (no '%s' metadata)", path, key);
+    json_error_t err;
+    *out = json_loads(text, JSON_REJECT_DUPLICATES, &err);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return lq_fail(LQ_ERR_FORMAT, "%s: metadata '%s' is not a JSON object", path, key);
+    }
+    return LQ_OK;
+}
+
+lq_status lq_linear_blob_load(const char *path, const char *module, int with_bias, lq_linear *lin) {
+    loader ld = {.wpath = (char *)path};
+    json_t *entry = NULL, *lattices = NULL;
+    lq_status st = lq_st_open(path, &ld.st);
+    if (st) return st;
+    if (!(ld.used = json_object())) {
+        st = lq_fail(LQ_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if ((st = blob_json(ld.st, path, BLOB_MODULE_KEY, &entry)) ||
+        (st = blob_json(ld.st, path, BLOB_LATTICES_KEY, &lattices)))
+        goto done;
+    json_t *mv = json_object_get(entry, "method");
+    const char *method = json_is_string(mv) ? json_string_value(mv) : "";
+    if (!strcmp(method, "liftquant"))
+        st = load_lift(&ld, path, module, entry, lattices, with_bias, lin);
+    else if (!strcmp(method, "gptq") || !strcmp(method, "rtn"))
+        st = load_grouped(&ld, path, module, entry, !strcmp(method, "gptq"), with_bias, lin);
+    else
+        st = lq_fail(LQ_ERR_FORMAT, "%s: module method '%s' is unknown", path, method);
+    /* a blob of another module (a mixed-up path) fails above on its tensor names */
+done:
+    json_decref(entry);
+    json_decref(lattices);
+    json_decref(ld.used);
+    lq_st_close(ld.st);
+    return st;
+}

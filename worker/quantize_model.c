@@ -40,23 +40,69 @@ lq_status lq_method_from_name(const char *name, lq_method *out) {
 }
 
 /* ---- capture ---------------------------------------------------------------------------- */
-typedef struct {
+struct lq_layer_moments {
     int width[LQ_TAP_COUNT];
     double *H[LQ_TAP_COUNT];  /* width × width, f64 sums across chunks */
     float *chunk;             /* widest², one chunk's XᵀX in f32 (≤ 128 tokens: exact enough) */
-} capture;
+};
 
 static void capture_hook(void *ctx, int layer, lq_tap tap, const float *x, int ntok, int width) {
     (void)layer;
-    capture *c = ctx;
+    lq_layer_moments *c = ctx;
     lq_gemm_f32(1, 0, width, width, ntok, 1.0f, x, width, x, width, 0.0f, c->chunk, width);
     double *H = c->H[tap];
     for (size_t i = 0; i < (size_t)width * width; i++) H[i] += c->chunk[i];
 }
 
+void lq_layer_moments_free(lq_layer_moments *mo) {
+    if (!mo) return;
+    for (int t = 0; t < LQ_TAP_COUNT; t++) free(mo->H[t]);
+    free(mo->chunk);
+    free(mo);
+}
+
+lq_status lq_layer_moments_new(const lq_model_config *c, lq_layer_moments **out) {
+    *out = NULL;
+    lq_layer_moments *mo = calloc(1, sizeof *mo);
+    if (!mo) return lq_fail(LQ_ERR_NOMEM, "calibration: out of memory");
+    mo->width[LQ_TAP_ATTN_IN] = c->dim;
+    mo->width[LQ_TAP_ATTN_OUT] = c->n_heads * c->head_dim;
+    mo->width[LQ_TAP_MLP_IN] = c->dim;
+    mo->width[LQ_TAP_MLP_HIDDEN] = c->hidden_dim;
+    int widest = 0, bad = 0;
+    for (int t = 0; t < LQ_TAP_COUNT; t++) {
+        if (mo->width[t] > widest) widest = mo->width[t];
+        bad |= !(mo->H[t] = malloc((size_t)mo->width[t] * mo->width[t] * sizeof(double)));
+    }
+    bad |= !(mo->chunk = malloc((size_t)widest * widest * sizeof(float)));
+    if (bad) {
+        lq_layer_moments_free(mo);
+        return lq_fail(LQ_ERR_NOMEM, "calibration: out of memory for one layer's second moments "
+                       "(widths %d and %d)", c->dim, c->hidden_dim);
+    }
+    *out = mo;
+    return LQ_OK;
+}
+
+const double *lq_layer_moments_for(const lq_layer_moments *mo, int linear_index) {
+    return mo->H[LINEAR_TAP[linear_index]];
+}
+
+lq_status lq_layer_moments_capture(lq_layer_moments *mo, lq_session *s, int layer, float *hidden,
+                                   int nsamples, int seqlen) {
+    for (int t = 0; t < LQ_TAP_COUNT; t++)
+        memset(mo->H[t], 0, (size_t)mo->width[t] * mo->width[t] * sizeof(double));
+    lq_layer_hook hook = {capture_hook, mo};
+    size_t per_sample = (size_t)seqlen * mo->width[LQ_TAP_ATTN_IN];
+    lq_status st = LQ_OK;
+    for (int i = 0; i < nsamples && st == LQ_OK; i++)
+        st = lq_layer_forward(s, layer, hidden + (size_t)i * per_sample, seqlen, &hook);
+    return st;
+}
+
 /* ---- one linear ---------------------------------------------------------------------------- */
-static lq_status quantize_linear(lq_linear *lin, const char *name, const double *H, uint64_t seed,
-                                 const lq_quantize_options *o, double *rel_error) {
+lq_status lq_quantize_linear(lq_linear *lin, const char *name, const double *H, uint64_t seed,
+                             const lq_quantize_options *o, double *rel_error) {
     int oc = lin->out_features, ic = lin->in_features;
     const float *W = lin->weight;
     if (!W) return lq_fail(LQ_ERR_ARG, "%s: already quantized", name);
@@ -111,61 +157,47 @@ static lq_status quantize_linear(lq_linear *lin, const char *name, const double 
 }
 
 /* ---- the model ------------------------------------------------------------------------------ */
+uint64_t lq_linear_seed(uint64_t seed, int layer, int index) {
+    return seed * 1000003u + (uint64_t)layer * 7u + (uint64_t)index;
+}
+
 lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int seqlen,
                             const lq_quantize_options *o, lq_linear_result *results) {
     const lq_model_config *c = &m->cfg;
     int dim = c->dim;
     size_t per_sample = (size_t)seqlen * dim;
-    capture cap;
-    memset(&cap, 0, sizeof cap);
-    cap.width[LQ_TAP_ATTN_IN] = dim;
-    cap.width[LQ_TAP_ATTN_OUT] = c->n_heads * c->head_dim;
-    cap.width[LQ_TAP_MLP_IN] = dim;
-    cap.width[LQ_TAP_MLP_HIDDEN] = c->hidden_dim;
-    int widest = 0;
-    for (int t = 0; t < LQ_TAP_COUNT; t++) {
-        if (cap.width[t] > widest) widest = cap.width[t];
-        cap.H[t] = malloc((size_t)cap.width[t] * cap.width[t] * sizeof(double));
-    }
-    cap.chunk = malloc((size_t)widest * widest * sizeof(float));
+    lq_layer_moments *mo = NULL;
     float *hidden = malloc((size_t)nsamples * per_sample * sizeof(float));
     float *inputs = o->propagate_quantized ? malloc((size_t)nsamples * per_sample * sizeof(float)) : NULL;
     lq_session *s = NULL;
     lq_status st = LQ_OK;
-    int bad = !cap.chunk || !hidden || (o->propagate_quantized && !inputs);
-    for (int t = 0; t < LQ_TAP_COUNT; t++) bad |= !cap.H[t];
-    if (bad) {
+    if (!hidden || (o->propagate_quantized && !inputs)) {
         st = lq_fail(LQ_ERR_NOMEM, "quantize: out of memory for %d × %d calibration tokens "
                      "(%zu MiB of hidden states)", nsamples, seqlen,
                      (size_t)nsamples * per_sample * sizeof(float) >> 20);
         goto done;
     }
+    if ((st = lq_layer_moments_new(c, &mo)) != LQ_OK) goto done;
     if ((st = lq_session_new(m, seqlen, &s)) != LQ_OK) goto done;
     for (int i = 0; i < nsamples && st == LQ_OK; i++)
         st = lq_embed_tokens(s, tokens + (size_t)i * seqlen, seqlen, hidden + (size_t)i * per_sample);
     if (st != LQ_OK) goto done;
 
     int total = 7 * c->n_layers, done_count = 0;
-    lq_layer_hook hook = {capture_hook, &cap};
     for (int l = 0; l < c->n_layers && st == LQ_OK; l++) {
-        for (int t = 0; t < LQ_TAP_COUNT; t++)
-            memset(cap.H[t], 0, (size_t)cap.width[t] * cap.width[t] * sizeof(double));
         if (inputs) memcpy(inputs, hidden, (size_t)nsamples * per_sample * sizeof(float));
         /* FP pass: captures H and (when not propagating the quantized model) moves the hidden
          * states on */
         double t_layer = lq_seconds(), t_quant = 0.0, t_prop = 0.0;
-        for (int i = 0; i < nsamples && st == LQ_OK; i++)
-            st = lq_layer_forward(s, l, hidden + (size_t)i * per_sample, seqlen, &hook);
-        if (st != LQ_OK) break;
+        if ((st = lq_layer_moments_capture(mo, s, l, hidden, nsamples, seqlen)) != LQ_OK) break;
         t_quant = lq_seconds();
         for (int idx = 0; idx < 7 && st == LQ_OK; idx++) {
             char name[96];
             lq_linear_name(l, idx, name, sizeof name);
             lq_linear *lin = lq_layer_linear(&m->layers[l], idx);
             double t0 = lq_seconds(), err = 0.0;
-            /* distinct, reproducible seed per linear */
-            uint64_t seed = o->lift.seed * 1000003u + (uint64_t)l * 7u + (uint64_t)idx;
-            st = quantize_linear(lin, name, cap.H[LINEAR_TAP[idx]], seed, o, &err);
+            st = lq_quantize_linear(lin, name, lq_layer_moments_for(mo, idx),
+                                    lq_linear_seed(o->lift.seed, l, idx), o, &err);
             if (st != LQ_OK) break;
             if (results) {
                 lq_linear_result *r = &results[7 * l + idx];
@@ -189,7 +221,7 @@ lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int se
     }
 done:
     lq_session_free(s);
-    for (int t = 0; t < LQ_TAP_COUNT; t++) free(cap.H[t]);
-    free(cap.chunk), free(hidden), free(inputs);
+    lq_layer_moments_free(mo);
+    free(hidden), free(inputs);
     return st;
 }
