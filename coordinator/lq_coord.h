@@ -1,0 +1,121 @@
+/* liftquant coordinator/: what MPI rank 0 owns — the SQLite store of candidate results
+ * (store.c, schemas/store.sql), the budget arithmetic and the multiple-choice knapsack solver
+ * (budget.c), and the lq-calibrate driver (calibrate.c). DESIGN.md §1, §4, §5.
+ *
+ * Units: every size is in bytes (uint64_t); errors are doubles in whatever measure the caller
+ * chose (docs/CALIBRATE.md says which and why). */
+#ifndef LQ_COORD_H
+#define LQ_COORD_H
+
+#include "lq_common.h"
+
+#include <stdint.h>
+
+/* ---- sizes and budgets (budget.c) ---------------------------------------------------------
+ * "24GiB", "1.5 GB", "512MiB", "4096", "3KB": a non-negative decimal number, optional spaces,
+ * then an optional unit B, KiB, MiB, GiB, TiB (powers of 1024) or KB, MB, GB, TB (powers of
+ * 1000), case-sensitive as written here; no unit means bytes. The result is rounded down to
+ * whole bytes. Errors (name `flag` in the message): empty, negative, no digits, unknown unit,
+ * trailing garbage, overflow past 2^63. */
+lq_status lq_size_parse(const char *text, const char *flag, uint64_t *out);
+/* "24.00 GiB (25769803776 B)"-style text: the largest binary unit ≥ 1, two decimals, and the
+ * exact byte count. */
+void lq_size_format(uint64_t bytes, char *out, size_t cap);
+
+/* KV cache bytes for a context: 2 (K and V) · layers · kv_heads · head_dim · ctx · batch ·
+ * bytes per element. kv_dtype: "f16" (2), "bf16" (2), "f32" (4), "q8" (1). */
+lq_status lq_kv_cache_bytes(int n_layers, int n_kv_heads, int head_dim, long ctx, long batch,
+                            const char *kv_dtype, uint64_t *out);
+
+/* ---- the budget solver ---------------------------------------------------------------------
+ * A multiple-choice knapsack: n_items items (tensors), item i has n_choices[i] choices (its
+ * candidate configs), choice j with bytes[i][j] and error[i][j] ≥ 0. Pick exactly one choice per
+ * item minimising Σ error subject to Σ bytes ≤ capacity.
+ *
+ * Exactness: the solver first computes the LP-relaxation bound (lower convex hull of each
+ * item's choices, greedy on incremental efficiency); then an integer solution by dynamic
+ * programming over bytes rounded UP to a granularity g (g = 1 when capacity is small enough for
+ * the DP table, else the smallest power of two keeping the table ≤ ~2^24 cells per item), so
+ * the solution is always feasible in exact bytes; then improves it greedily with the slack left
+ * by rounding. It reports the objective, the LP bound and the gap = objective − bound (0 means
+ * proven optimal; otherwise the printed gap is a proof that no assignment is better by more).
+ * Ties are broken deterministically (fewer bytes, then lower choice index), so the same input
+ * gives the same assignment.
+ *
+ * Infeasible (Σ min bytes > capacity): LQ_ERR_RANGE with the message naming the smallest
+ * feasible capacity, and *min_feasible set. */
+typedef struct {
+    int n_items;
+    const int *n_choices;          /* n_items */
+    const uint64_t *const *bytes;  /* bytes[i][j] */
+    const double *const *error;    /* error[i][j] */
+} lq_mckp;
+
+typedef struct {
+    int *choice;                   /* n_items, malloc'ed by the solver; free with free() */
+    uint64_t used_bytes;           /* Σ bytes of the chosen choices */
+    double objective;              /* Σ error of the chosen choices */
+    double lower_bound;            /* LP relaxation */
+    double gap;                    /* objective − lower_bound, ≥ 0 */
+    uint64_t granularity;          /* g used by the DP (1: exact in bytes) */
+    uint64_t min_feasible;         /* Σ over items of the smallest bytes */
+} lq_mckp_solution;
+
+lq_status lq_mckp_solve(const lq_mckp *problem, uint64_t capacity, lq_mckp_solution *out);
+void lq_mckp_solution_free(lq_mckp_solution *s);
+
+/* ---- the store (store.c, schemas/store.sql) -----------------------------------------------
+ * One SQLite file per run directory (it may hold several runs: two runs on one DB keep their
+ * rows apart by run id). WAL mode, a 60 s busy timeout (a second writer waits instead of
+ * failing), every write in its own transaction, so a killed process loses at most the result
+ * it was writing. UNIQUE(run, tensor, config): a restarted job skips what is done; putting a
+ * result again (recomputed after its blob failed its checksum) replaces the row.
+ * Every failure names the database file and the SQLite message. */
+typedef struct lq_store lq_store;
+
+lq_status lq_store_open(const char *path, lq_store **out);   /* creates file and schema */
+void lq_store_close(lq_store *s);
+const char *lq_store_path(const lq_store *s);
+
+/* The run with this key (a hash of everything that determines the results: model file,
+ * calibration settings, seed), created with `model` and `settings_json` (stored as given)
+ * when new; *created tells which. */
+lq_status lq_store_run(lq_store *s, const char *key, const char *model, const char *settings_json,
+                       int64_t *run_id, int *created);
+
+/* Registers tensor `index` of a run (idempotent; the same index with another name or shape is
+ * an error naming both). */
+lq_status lq_store_tensor(lq_store *s, int64_t run, int index, const char *name, int layer,
+                          int out_features, int in_features);
+
+typedef struct {
+    int tensor;              /* the run's tensor index */
+    char config[16];         /* "24/10" */
+    double rel_error;        /* tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) over the calibration tokens */
+    double out_energy;       /* tr(W H Wᵀ)/tokens: the FP linear's mean squared output */
+    double stream_energy;    /* mean squared norm of the residual stream entering the layer */
+    uint64_t code_bytes, side_bytes;
+    double seconds;
+    char host[64];
+    char blob[256];          /* path of the blob, relative to the store's directory */
+    uint64_t checksum;       /* lq_file_checksum of the blob */
+} lq_store_result;
+
+lq_status lq_store_put_result(lq_store *s, int64_t run, const lq_store_result *r);
+/* All results of a run ordered by tensor, then config; *out malloc'ed (free()). */
+lq_status lq_store_results(lq_store *s, int64_t run, lq_store_result **out, size_t *n);
+lq_status lq_store_delete_result(lq_store *s, int64_t run, int tensor, const char *config);
+
+/* A solved budget: the chosen config per tensor (configs[i] for tensor i, n tensors) and the
+ * solver's figures, in one transaction; solving the same (run, budget, measure) again replaces
+ * the earlier assignment. */
+typedef struct {
+    uint64_t budget_bytes, used_bytes;
+    const char *measure;     /* error measure name */
+    double objective, lower_bound;
+    const char *out_path;
+} lq_store_solve_info;
+lq_status lq_store_put_assignment(lq_store *s, int64_t run, const lq_store_solve_info *info,
+                                  const char *const *configs, int n);
+
+#endif
