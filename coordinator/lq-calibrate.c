@@ -76,7 +76,7 @@ static void usage(FILE *out) {
             "  --budget SIZE       total device memory: weights + KV cache + reserve; units B, KiB,\n"
             "                      MiB, GiB, TiB, KB, MB, GB, TB (e.g. 24GiB)\n"
             "  --target-bits B     instead of --budget: quantized linears take at most B bits per\n"
-            "                      weight including side data (codes, scales, whitening)\n"
+            "                      weight including side data (codes, scales, whitening, lattices)\n"
             "  --configs LIST      candidate configs D/d (default " DEFAULT_CONFIGS ")\n"
             "  --calib FILE|DIR    calibration text (default %s)\n"
             "  --nsamples N        calibration windows (default 128)\n"
@@ -670,7 +670,11 @@ static lq_status solve(coordinator *co, solved *sv) {
         uint64_t overhead = sv->fixed + sv->kv + sv->reserve;
         sv->capacity = sv->budget > overhead ? sv->budget - overhead : 0;
     } else {
-        sv->capacity = (uint64_t)floor(o->target_bits * (double)sv->weights / 8.0);
+        /* bits per weight as lq-inspect counts them: the lattices stored with the linears
+         * included (all candidates', since which will be used is not known before solving) */
+        uint64_t target = (uint64_t)floor(o->target_bits * (double)sv->weights / 8.0), lattices = 0;
+        for (int k = 0; k < nc; k++) lattices += (uint64_t)o->D[k] * o->d[k] * 4;
+        sv->capacity = target > lattices ? target - lattices : 0;
     }
     lq_mckp problem = {.n_items = nt, .n_choices = nch, .bytes = bp, .error = ep};
     st = lq_mckp_solve(&problem, sv->capacity, &sv->sol);
@@ -683,9 +687,12 @@ static lq_status solve(coordinator *co, solved *sv) {
                          "and KV cache for --ctx %ld --batch %ld --kv-dtype %s, plus --reserve)",
                          o->budget, need, o->ctx, o->batch, o->kv_dtype);
         } else {
+            uint64_t lattices = 0;
+            for (int k = 0; k < nc; k++) lattices += (uint64_t)o->D[k] * o->d[k] * 4;
             st = lq_fail(LQ_ERR_RANGE, "--target-bits %g is infeasible: the smallest feasible is %.4f "
-                         "bits per weight", o->target_bits,
-                         8.0 * (double)sv->sol.min_feasible / (double)sv->weights);
+                         "bits per weight (codes, side data and the candidates' lattices)",
+                         o->target_bits,
+                         8.0 * (double)(sv->sol.min_feasible + lattices) / (double)sv->weights);
         }
     }
 done:
