@@ -48,4 +48,17 @@ if [ -f "$stories/stories260K.bin" ] && [ -f "$tiny" ]; then
   build/tools/lq-eval ppl --model "$out/stories-24to10" --text "$tiny" --max-chars 100000 --pack-paragraphs
   echo "-- generation from the quantized model"
   build/tools/lq-run --model "$out/stories-24to10" --temp 0 -n 64
+  echo
+  echo "== the distributed service: mpirun -n 2 lq-calibrate, three candidate configs, 4 bits/weight"
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 LQ_THREADS=1
+  mpirun --oversubscribe -n 2 build/coordinator/lq-calibrate --model "$stories/stories260K.bin" \
+    --tokenizer "$stories/tok512.bin" --calib "$out/calib.txt" --nsamples 64 --seqlen 256 \
+    --configs 16/8,24/10,24/8 --target-bits 4 --db "$out/store/store.db" --out "$out/stories-4bit" |
+    tail -5
+  echo "-- a new budget on the finished run: re-solved from the store, nothing measured"
+  mpirun --oversubscribe -n 2 build/coordinator/lq-calibrate --model "$stories/stories260K.bin" \
+    --tokenizer "$stories/tok512.bin" --calib "$out/calib.txt" --nsamples 64 --seqlen 256 \
+    --configs 16/8,24/10,24/8 --budget 600KiB --ctx 512 --db "$out/store/store.db" \
+    --out "$out/stories-600k" | tail -4
+  build/tools/lq-eval ppl --model "$out/stories-4bit" --text "$tiny" --max-chars 100000 --pack-paragraphs
 fi
