@@ -9,7 +9,8 @@
 # default 3.5 4.0 4.5 for stories (whose 64-wide matrices carry 1–1.8 bits/weight of side data)
 # and 2.2 2.6 3.0 for smollm2. Environment: NP (MPI ranks, default 4), CONFIGS (candidates,
 # default 16/8,30/14,24/10,25/10,27/12,24/8), NSAMPLES, SEQLEN, STEPS, OUT_ROOT, KEEP=1,
-# MAX_WINDOWS (smollm2 eval windows of 512 tokens, default 40).
+# MAX_WINDOWS (smollm2 eval windows of 512 tokens, default 40), MEASURES (default "output relative
+# stream"; a column is empty for a measure left out).
 set -euo pipefail
 build="${1:?usage: calibrate_budgets.sh BUILD_DIR stories|smollm2 [BITS...]}"
 which="${2:?usage: calibrate_budgets.sh BUILD_DIR stories|smollm2 [BITS...]}"
@@ -86,7 +87,7 @@ for b in "${bits[@]}"; do
         fi
     done
     row="| $b | $best |"
-    for m in output relative stream; do
+    for m in ${MEASURES:-output relative stream}; do
         dir="$out_root/mixed_${b}_$m"
         s0=$(date +%s.%N)
         mpirun -n 1 "$build/coordinator/lq-calibrate" "${common[@]}" --configs "$configs" --target-bits "$b" \

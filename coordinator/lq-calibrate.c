@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef LQ_DEFAULT_LATTICE_DIR
@@ -472,7 +473,15 @@ static lq_status receive_results(coordinator *co, int n_workers) {
     int finished = 0;
     while (finished < n_workers) {
         MPI_Status status;
-        MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &status);
+        /* Open MPI's blocking probe spins a core; rank 0 waits for hours between results, on
+         * cores the workers need (mpirun -n N on N cores), so it polls and sleeps instead */
+        int flag = 0;
+        for (;;) {
+            MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &status);
+            if (flag) break;
+            struct timespec pause = {0, 20 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
         if (status.MPI_TAG == TAG_RESULT) {
             result_message msg;
             MPI_Recv(&msg, sizeof msg, MPI_BYTE, status.MPI_SOURCE, TAG_RESULT, MPI_COMM_WORLD,

@@ -4,7 +4,7 @@
 # resumes and ends with the same bytes; a new budget on a finished run re-solves without
 # measuring; an infeasible budget names the smallest feasible one; budget units; a corrupted
 # blob is found by its checksum and measured again; a truncated checkpoint and an unwritable
-# OUT are clear errors; two runs share one store; with one config for every linear the output
+# OUT are clear errors; two runs write one store at the same time; with one config for every linear the output
 # equals lq-quantize's (--propagate fp) byte for byte.
 # Usage: cli_calibrate.sh LQ_CALIBRATE LQ_QUANTIZE LQ_EVAL SHARED_DATA_DIR
 set -u
@@ -122,15 +122,25 @@ grep -q "fails its checksum" "$tmp/r3.err" || fail "corruption not reported: $(c
 [ "$(measured "$tmp/r3.err")" = 1 ] || fail "one result should be measured again: $(grep results "$tmp/r3.err")"
 same_dir "$tmp/n1" "$tmp/r" "after re-measuring a corrupted blob"
 
-# ---- two runs on one store ------------------------------------------------------------------
+# ---- two runs on one store, at the same time (SQLite's busy timeout serialises the writers) ----
 cal 2 "$calibrate" "${common[@]}" --seed 7 --target-bits 4 --db "$tmp/s1/store.db" --out "$tmp/seed7" \
-    >/dev/null 2>"$tmp/t.err" || fail "second run in one store: $(tail -3 "$tmp/t.err")"
-[ "$(measured "$tmp/t.err")" = 105 ] || fail "a new seed is a new run: $(grep results "$tmp/t.err")"
+    >/dev/null 2>"$tmp/t7.err" &
+seven=$!
+cal 2 "$calibrate" "${common[@]}" --seed 8 --target-bits 4 --db "$tmp/s1/store.db" --out "$tmp/seed8" \
+    >/dev/null 2>"$tmp/t8.err" || fail "a run beside another on one store: $(tail -3 "$tmp/t8.err")"
+wait "$seven" || fail "a run beside another on one store: $(tail -3 "$tmp/t7.err")"
+[ "$(measured "$tmp/t7.err")" = 105 ] || fail "a new seed is a new run: $(grep results "$tmp/t7.err")"
 cmp -s "$tmp/seed7/model.safetensors" "$tmp/n1/model.safetensors" && fail "seed 7 gave seed 42's model"
+cmp -s "$tmp/seed7/model.safetensors" "$tmp/seed8/model.safetensors" && fail "seeds 7 and 8 gave one model"
 runs="$(sqlite3 "$tmp/s1/store.db" 'SELECT COUNT(*) FROM runs')"
-[ "$runs" = 2 ] || fail "expected 2 runs in the store, found $runs"
+[ "$runs" = 3 ] || fail "expected 3 runs in the store, found $runs"
 per_run="$(sqlite3 "$tmp/s1/store.db" 'SELECT GROUP_CONCAT(n) FROM (SELECT COUNT(*) AS n FROM results GROUP BY run ORDER BY run)')"
-[ "$per_run" = "105,105" ] || fail "results per run: $per_run"
+[ "$per_run" = "105,105,105" ] || fail "results per run: $per_run"
+# and the first run is still whole: a re-solve measures nothing
+cal 1 "$calibrate" "${common[@]}" --target-bits 4 --db "$tmp/s1/store.db" --out "$tmp/again" \
+    >/dev/null 2>"$tmp/again.err" || fail "re-solve after other runs: $(tail -3 "$tmp/again.err")"
+grep -q "results to measure" "$tmp/again.err" && fail "run 1 measured again after runs 2 and 3"
+same_dir "$tmp/n1" "$tmp/again" "run 1 after two more runs in its store"
 
 # ---- one config everywhere = lq-quantize with --propagate fp ---------------------------------
 cal 1 "$calibrate" "${common[@]}" --configs 24/10 --target-bits 16 --db "$tmp/s1/store.db" --out "$tmp/u24" \
