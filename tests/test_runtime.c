@@ -11,7 +11,9 @@
  *  - lq_gemm_f32_nt equals its scalar reference;
  *  - tok512 encodes known strings to ids derived by hand from run.c's algorithm, and decodes
  *    back; a spec-built SPM vocabulary with "▁" pieces, control and byte tokens works too;
- *  - malformed checkpoints and tokenizers give clear errors naming the file.
+ *  - malformed checkpoints and tokenizers give clear errors naming the file;
+ *  - lq_perplexity (common/eval.c) gives the figures lq-eval gave before it moved into the
+ *    library, for both protocols, from a file and from memory, and its errors read as lq-eval's.
  * Real data comes from shared/data (LQ_SHARED_DATA); those tests skip when it is absent. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eval.h"
 #include "lq_blas.h"
 #include "model.h"
 #include "tokenizer_internal.h"
@@ -38,6 +41,7 @@
 #define STORIES LQ_SHARED_DATA "/llama2c-stories260K/stories260K.bin"
 #define TOK512 LQ_SHARED_DATA "/llama2c-stories260K/tok512.bin"
 #define EXPECTED LQ_SHARED_DATA "/llama2c-stories260K/expected_greedy_t0.txt"
+#define TINYSTORIES LQ_SHARED_DATA "/tinystories/tinystories_val_a.txt"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 static int have_data(void) {
@@ -837,6 +841,162 @@ static void test_bad_tokenizers(void **state) {
     free(data);
 }
 
+/* ---- perplexity (common/eval.c) ---------------------------------------------------------- */
+/* The figures `lq-eval ppl --max-chars 20000 --ctx 256 --json [--pack-paragraphs]` gave on
+ * stories260K before the computation moved into common/eval.c, printed with %.17g from a
+ * Release build; lq_perplexity gives the same bits there (and for 1, 2 and 3 threads). The
+ * tolerance is not tighter because the forward pass rounds differently under other compiler
+ * settings: the Debug + sanitizer build gives 4.582534980366896 before and after the move,
+ * 1.1e-8 relative off. A change of protocol (one token more or less per window, another window
+ * cut) moves these figures by far more than 1e-6. */
+#define PPL_REL 1e-6
+#define PPL_CONTIGUOUS 4.5825350310875166
+#define NLL_CONTIGUOUS 1.5222523452387866
+#define PPL_PACKED 4.0263542929762748
+
+static void assert_close(double got, double want, double rel) {
+    if (!(fabs(got - want) <= rel * fabs(want)))
+        fail_msg("%.17g differs from %.17g by more than %g relative", got, want, rel);
+}
+
+static void test_perplexity_stories(void **state) {
+    (void)state;
+    if (!have_data()) skip();
+    if (access(TINYSTORIES, R_OK) != 0) skip();
+    lq_model *m = load_stories();
+    lq_ppl_options o;
+    lq_ppl_options_default(&o);
+    o.ctx = 256;
+    o.max_chars = 20000;
+    lq_ppl_result r;
+    assert_int_equal(lq_perplexity(m, TINYSTORIES, &o, &r), LQ_OK);
+    assert_close(r.ppl, PPL_CONTIGUOUS, PPL_REL);
+    assert_close(r.nll, NLL_CONTIGUOUS, PPL_REL);
+    assert_close(r.ppl, exp(r.nll), 1e-15);
+    /* 9602 text tokens → 37 full windows of BOS + 255, each predicting 255 */
+    assert_int_equal(r.text_tokens, 9602);
+    assert_int_equal(r.windows, 37);
+    assert_int_equal(r.windows_total, 37);
+    assert_int_equal(r.tokens, 37 * 255);
+    assert_int_equal(r.ctx, 256);
+    assert_true(r.seconds > 0 && r.tokens_per_second > 0);
+
+    o.pack_paragraphs = 1;
+    assert_int_equal(lq_perplexity(m, TINYSTORIES, &o, &r), LQ_OK);
+    assert_close(r.ppl, PPL_PACKED, PPL_REL);
+    assert_int_equal(r.text_tokens, 9422);
+    assert_int_equal(r.tokens, 9422); /* every token follows BOS or another token */
+    assert_int_equal(r.windows, 48);
+
+    /* from memory, the whole file cut by max_chars there, and max_windows: the first two
+     * windows of the contiguous run */
+    size_t len;
+    char *text = read_file(TINYSTORIES, &len);
+    o.pack_paragraphs = 0;
+    o.max_windows = 2;
+    assert_int_equal(lq_perplexity_text(m, text, len, "in memory", &o, &r), LQ_OK);
+    assert_int_equal(r.windows, 2);
+    assert_int_equal(r.windows_total, 37);
+    assert_int_equal(r.tokens, 2 * 255);
+    lq_ppl_result f;
+    assert_int_equal(lq_perplexity(m, TINYSTORIES, &o, &f), LQ_OK);
+    assert_true(f.nll == r.nll);
+    free(text);
+
+    /* the default window is min(512, context): 512 for stories260K */
+    lq_ppl_options_default(&o);
+    o.max_chars = 20000;
+    o.max_windows = 1;
+    assert_int_equal(lq_perplexity(m, TINYSTORIES, &o, &r), LQ_OK);
+    assert_int_equal(r.ctx, 512);
+    assert_int_equal(r.tokens, 511);
+    lq_model_free(m);
+}
+
+static void test_perplexity_read_text(void **state) {
+    (void)state;
+    /* max_chars counts code points: "a", "é" (2 bytes), "€" (3 bytes) */
+    const char *path = temp_path("utf8.txt");
+    write_bytes(path, "a\xc3\xa9\xe2\x82\xac" "b\n", 8);
+    lq_ppl_options o;
+    lq_ppl_options_default(&o);
+    o.max_chars = 3;
+    char *text;
+    size_t len;
+    assert_int_equal(lq_ppl_read_text(path, &o, &text, &len), LQ_OK);
+    assert_int_equal(len, 6);
+    assert_memory_equal(text, "a\xc3\xa9\xe2\x82\xac", 6);
+    free(text);
+    assert_int_equal(lq_ppl_read_text(path, NULL, &text, &len), LQ_OK);
+    assert_int_equal(len, 8);
+    free(text);
+
+    const char *missing = temp_path("missing.txt");
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof want, "--text %s: cannot open", missing);
+    expect_error(lq_ppl_read_text(missing, NULL, &text, &len), LQ_ERR_IO, want);
+    o.text_flag = "--eval-text";
+    snprintf(want, sizeof want, "--eval-text %s: cannot open", missing);
+    expect_error(lq_ppl_read_text(missing, &o, &text, &len), LQ_ERR_IO, want);
+    write_bytes(temp_path("empty.txt"), "", 0);
+    expect_error(lq_ppl_read_text(temp_path("empty.txt"), NULL, &text, &len), LQ_ERR_ARG,
+                 "empty.txt is empty");
+}
+
+static void test_perplexity_errors(void **state) {
+    (void)state;
+    if (!have_data()) skip();
+    lq_model *m = load_stories();
+    lq_ppl_options o;
+    lq_ppl_options_default(&o);
+    lq_ppl_result r;
+    const char *missing = temp_path("missing.txt");
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof want, "--text %s: cannot open", missing);
+    expect_error(lq_perplexity(m, missing, NULL, &r), LQ_ERR_IO, want);
+
+    const char *story = temp_path("story.txt");
+    const char *line = "Once upon a time, there was a cat.\n";
+    write_bytes(story, line, strlen(line));
+    /* the message lq-eval prints for it (tests/cli_runtime.sh checks the same text) */
+    expect_error(lq_perplexity(m, story, &o, &r), LQ_ERR_ARG,
+                 "story.txt is shorter than one window: it has 12 tokens, a window of --ctx 512 "
+                 "needs 511 after BOS");
+    assert_int_equal(r.windows, 0);
+    o.ctx = 13; /* BOS + 12: exactly one window */
+    assert_int_equal(lq_perplexity(m, story, &o, &r), LQ_OK);
+    assert_int_equal(r.windows, 1);
+    assert_int_equal(r.tokens, 12);
+    o.ctx = 1024;
+    expect_error(lq_perplexity(m, story, &o, &r), LQ_ERR_RANGE,
+                 "--ctx 1024 exceeds the model's context length 512");
+    o.ctx_flag = "--eval-ctx";
+    expect_error(lq_perplexity(m, story, &o, &r), LQ_ERR_RANGE, "--eval-ctx 1024 exceeds");
+    o.ctx = 1;
+    expect_error(lq_perplexity(m, story, &o, &r), LQ_ERR_ARG, "a window needs at least 2 tokens");
+
+    /* paragraphs packed: a text of blank lines has no paragraph to score */
+    const char *blank = temp_path("blank.txt");
+    write_bytes(blank, " \n\t\r\n\n", 6);
+    lq_ppl_options_default(&o);
+    o.pack_paragraphs = 1;
+    expect_error(lq_perplexity(m, blank, &o, &r), LQ_ERR_ARG,
+                 "blank.txt is shorter than one window: it has 0 tokens");
+    /* max_chars leaving less than a window */
+    lq_ppl_options_default(&o);
+    o.max_chars = 1;
+    o.ctx = 4;
+    expect_error(lq_perplexity(m, story, &o, &r), LQ_ERR_ARG,
+                 "it has 1 tokens, a window of --ctx 4");
+    lq_model_free(m);
+
+    /* a llama2.c checkpoint loaded without its tokenizer */
+    assert_int_equal(lq_model_load(STORIES, NULL, &m), LQ_OK);
+    expect_error(lq_perplexity(m, story, NULL, &r), LQ_ERR_ARG,
+                 "stories260K.bin has no tokenizer; pass the llama2.c tok*.bin with --tokenizer");
+    lq_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_stories260k),
@@ -852,6 +1012,9 @@ int main(void) {
         cmocka_unit_test(test_gpt2_spec_tables),
         cmocka_unit_test(test_bad_checkpoints),
         cmocka_unit_test(test_bad_tokenizers),
+        cmocka_unit_test(test_perplexity_stories),
+        cmocka_unit_test(test_perplexity_read_text),
+        cmocka_unit_test(test_perplexity_errors),
     };
     return cmocka_run_group_tests(tests, create_temp_dir, remove_temp_dir);
 }
