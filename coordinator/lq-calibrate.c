@@ -16,6 +16,7 @@
  *      records the assignment and prints the report.
  * Rerunning the same command resumes: finished results are skipped; with everything measured,
  * a new --budget only re-solves and re-assembles (seconds). */
+#include "eval.h"
 #include "lq_calib.h"
 #include "lq_coord.h"
 #include "lq_worker.h"
@@ -55,8 +56,8 @@ static int g_rank, g_size;
 /* ---- options ------------------------------------------------------------------------------- */
 typedef struct {
     const char *model, *tokenizer, *out, *budget, *calib, *db, *lattice_dir, *configs_text;
-    const char *kv_dtype, *reserve, *measure, *encoder;
-    long nsamples, seqlen, seed, steps, ctx, batch;
+    const char *kv_dtype, *reserve, *measure, *encoder, *eval_text;
+    long nsamples, seqlen, seed, steps, ctx, batch, eval_ctx, eval_windows;
     double target_bits;
     int n_configs;
     int D[MAX_CONFIGS], d[MAX_CONFIGS];
@@ -93,6 +94,9 @@ static void usage(FILE *out) {
             "  --seed N            calibration windows and rotations (default 42)\n"
             "  --encoder E         exact (default) or heuristic lattice encoding\n"
             "  --lattices DIR      lattice files (default %s)\n"
+            "  --eval-text FILE    after writing OUT, its perplexity on FILE (lq-eval ppl's\n"
+            "                      protocol, docs/EVAL.md) with --eval-ctx N (default 512 or the\n"
+            "                      model's context) over --eval-windows N windows (default all)\n"
             "  --help              this text\n",
             LQ_DEFAULT_CALIB, LQ_DEFAULT_LATTICE_DIR);
 }
@@ -163,6 +167,9 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--reserve")) TAKE(o->reserve);
         else if (!strcmp(a, "--measure")) TAKE(o->measure);
         else if (!strcmp(a, "--encoder")) TAKE(o->encoder);
+        else if (!strcmp(a, "--eval-text")) TAKE(o->eval_text);
+        else if (!strcmp(a, "--eval-ctx")) TAKE_LONG(o->eval_ctx, 2, 1 << 20);
+        else if (!strcmp(a, "--eval-windows")) TAKE_LONG(o->eval_windows, 1, 1L << 40);
         else if (!strcmp(a, "--nsamples")) TAKE_LONG(o->nsamples, 1, 1 << 20);
         else if (!strcmp(a, "--seqlen")) TAKE_LONG(o->seqlen, 2, 1 << 20);
         else if (!strcmp(a, "--seed")) TAKE_LONG(o->seed, 0, 1L << 62);
@@ -348,6 +355,8 @@ static lq_status check_paths(const options *o) {
         return lq_fail(LQ_ERR_IO, "--out %s: cannot write in %s: %s", o->out, parent, strerror(errno));
     if (access(o->calib, R_OK) != 0)
         return lq_fail(LQ_ERR_NOT_FOUND, "--calib %s: %s", o->calib, strerror(errno));
+    if (o->eval_text && access(o->eval_text, R_OK) != 0)
+        return lq_fail(LQ_ERR_NOT_FOUND, "--eval-text %s: %s", o->eval_text, strerror(errno));
     return LQ_OK;
 }
 
@@ -809,6 +818,25 @@ static void print_report(coordinator *co, const solved *sv, uint64_t file_bytes)
            sv->sol.gap == 0.0 ? ", optimal" : "");
 }
 
+/* The held-out check: OUT loaded back as the runtime loads it, scored as lq-eval ppl scores. */
+static lq_status check_perplexity(const options *o) {
+    lq_model *q = NULL;
+    lq_status st = lq_load_any_model(o->out, NULL, &q);
+    if (st) return st;
+    lq_ppl_options po;
+    lq_ppl_options_default(&po);
+    po.ctx = (int)o->eval_ctx, po.max_windows = o->eval_windows;
+    po.text_flag = "--eval-text", po.ctx_flag = "--eval-ctx";
+    lq_ppl_result r;
+    fprintf(stderr, TOOL ": perplexity of %s on %s ...\n", o->out, o->eval_text);
+    st = lq_perplexity(q, o->eval_text, &po, &r);
+    if (!st)
+        printf("perplexity on %s: %.4f (ctx %d, %zu of %zu windows, %zu tokens, %.1f s)\n",
+               o->eval_text, r.ppl, r.ctx, r.windows, r.windows_total, r.tokens, r.seconds);
+    lq_model_free(q);
+    return st;
+}
+
 static lq_status finish(coordinator *co) {
     const options *o = co->o;
     solved sv;
@@ -844,6 +872,7 @@ static lq_status finish(coordinator *co) {
         fprintf(stderr, TOOL ": wrote %s (solve %.2f s, assemble %.2f s)\n", o->out, t_solve,
                 lq_seconds() - t0 - t_solve);
     solved_free(&sv);
+    if (!st && o->eval_text) st = check_perplexity(o);
     return st;
 }
 
