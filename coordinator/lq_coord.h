@@ -35,9 +35,11 @@ lq_status lq_kv_cache_bytes(int n_layers, int n_kv_heads, int head_dim, long ctx
  * Exactness: the solver first computes the LP-relaxation bound (lower convex hull of each
  * item's choices, greedy on incremental efficiency); then an integer solution by dynamic
  * programming over bytes rounded UP to a granularity g (g = 1 when capacity is small enough for
- * the DP table, else the smallest power of two keeping the table ≤ ~2^24 cells per item), so
- * the solution is always feasible in exact bytes; then improves it greedily with the slack left
- * by rounding. It reports the objective, the LP bound and the gap = objective − bound (0 means
+ * the DP table, else the smallest power of two keeping it within 2^20 cells, 128 MiB of
+ * one-byte back-pointers and 2^29 cell updates), so the solution is always feasible in exact
+ * bytes; then improves it greedily with the slack left by rounding. Rounding loses up to g bytes
+ * per item, so the gap grows with the item count (measured: 1.5e-4 relative at 560 × 6, 11 % on
+ * a synthetic 2,000 × 16); the printed gap always says how far from optimal it may be. It reports the objective, the LP bound and the gap = objective − bound (0 means
  * proven optimal; otherwise the printed gap is a proof that no assignment is better by more).
  * Ties are broken deterministically (fewer bytes, then lower choice index), so the same input
  * gives the same assignment.
