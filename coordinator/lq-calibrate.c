@@ -17,6 +17,7 @@
  * Rerunning the same command resumes: finished results are skipped; with everything measured,
  * a new --budget only re-solves and re-assembles (seconds). */
 #include "eval.h"
+#include "hidden_link.h"
 #include "lq_calib.h"
 #include "lq_coord.h"
 #include "lq_worker.h"
@@ -49,14 +50,14 @@
 #define MAX_CONFIGS 16
 #define DEFAULT_CONFIGS "16/8,30/14,24/10,25/10,27/12,24/8"
 
-enum { TAG_HIDDEN = 1, TAG_RESULT, TAG_DONE, TAG_ERROR };
+enum { TAG_RESULT = 1, TAG_DONE, TAG_ERROR };
 
 static int g_rank, g_size;
 
 /* ---- options ------------------------------------------------------------------------------- */
 typedef struct {
     const char *model, *tokenizer, *out, *budget, *calib, *db, *lattice_dir, *configs_text;
-    const char *kv_dtype, *reserve, *measure, *encoder, *eval_text;
+    const char *kv_dtype, *reserve, *measure, *encoder, *eval_text, *transport;
     long nsamples, seqlen, seed, steps, ctx, batch, eval_ctx, eval_windows;
     double target_bits;
     int n_configs;
@@ -94,6 +95,8 @@ static void usage(FILE *out) {
             "  --seed N            calibration windows and rotations (default 42)\n"
             "  --encoder E         exact (default) or heuristic lattice encoding\n"
             "  --lattices DIR      lattice files (default %s)\n"
+            "  --transport T       hidden states between workers: mpi (default) or nccl (GPU\n"
+            "                      workers; built with CUDA only)\n"
             "  --eval-text FILE    after writing OUT, its perplexity on FILE (lq-eval ppl's\n"
             "                      protocol, docs/EVAL.md) with --eval-ctx N (default 512 or the\n"
             "                      model's context) over --eval-windows N windows (default all)\n"
@@ -136,6 +139,7 @@ static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->lattice_dir = LQ_DEFAULT_LATTICE_DIR, o->configs_text = DEFAULT_CONFIGS;
     o->kv_dtype = "f16", o->reserve = "0", o->measure = "output", o->encoder = "exact";
+    o->transport = "mpi";
     o->nsamples = 128, o->seqlen = 512, o->seed = 42, o->steps = 100, o->ctx = 4096, o->batch = 1;
     o->target_bits = -1.0;
     for (int i = 1; i < argc; i++) {
@@ -168,6 +172,7 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--measure")) TAKE(o->measure);
         else if (!strcmp(a, "--encoder")) TAKE(o->encoder);
         else if (!strcmp(a, "--eval-text")) TAKE(o->eval_text);
+        else if (!strcmp(a, "--transport")) TAKE(o->transport);
         else if (!strcmp(a, "--eval-ctx")) TAKE_LONG(o->eval_ctx, 2, 1 << 20);
         else if (!strcmp(a, "--eval-windows")) TAKE_LONG(o->eval_windows, 1, 1L << 40);
         else if (!strcmp(a, "--nsamples")) TAKE_LONG(o->nsamples, 1, 1 << 20);
@@ -200,6 +205,11 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     if (strcmp(o->encoder, "exact") && strcmp(o->encoder, "heuristic")) {
         fprintf(stderr, TOOL ": --encoder %s: expected exact or heuristic\n", o->encoder);
+        return 2;
+    }
+    lq_link_kind kind;
+    if (lq_link_kind_from_name(o->transport, &kind) != LQ_OK) {
+        fprintf(stderr, TOOL ": %s\n", lq_last_error());
         return 2;
     }
     if (!o->calib) o->calib = LQ_DEFAULT_CALIB;
@@ -253,13 +263,18 @@ typedef struct {
     char blob_dir[3072];     /* absolute */
 } plan_header;
 
-/* worker k of n_workers owns layers [begin, end) */
+/* Worker k of n_workers owns layers [begin, end): contiguous blocks over the first
+ * min(n_workers, n_layers) workers, so pipeline neighbours are neighbouring workers; any
+ * further workers idle. */
 static void worker_layers(int k, int n_workers, int n_layers, int *begin, int *end) {
-    *begin = (int)((long)k * n_layers / n_workers);
-    *end = (int)((long)(k + 1) * n_layers / n_workers);
+    int busy = n_workers < n_layers ? n_workers : n_layers;
+    if (k >= busy) {
+        *begin = *end = n_layers;
+        return;
+    }
+    *begin = (int)((long)k * n_layers / busy);
+    *end = (int)((long)(k + 1) * n_layers / busy);
 }
-
-static int worker_rank(int k) { return g_size == 1 ? 0 : k + 1; }
 
 /* ---- rank 0: inputs, store, run --------------------------------------------------------------- */
 static lq_status file_identity(const char *path, char *out, size_t cap) {
@@ -517,26 +532,19 @@ static lq_status receive_results(coordinator *co, int n_workers) {
 
 /* ---- workers ------------------------------------------------------------------------------------ */
 typedef struct {
-    int prev_rank, next_rank;   /* -1: none */
-    size_t hidden_floats;
+    lq_hidden_link *link;       /* NULL with one worker */
     coordinator *co;            /* -n 1: results go straight to the store */
     char host[64];
 } worker_link;
 
 static lq_status receive_hidden(void *ctx, int sample, float *hidden) {
-    worker_link *wl = ctx;
-    (void)sample;   /* MPI keeps messages between two ranks in order */
-    int rc = MPI_Recv(hidden, (int)wl->hidden_floats, MPI_FLOAT, wl->prev_rank, TAG_HIDDEN,
-                      MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    return rc == MPI_SUCCESS ? LQ_OK : lq_fail(LQ_ERR_IO, "MPI_Recv of hidden states failed");
+    (void)sample;   /* windows travel in order between two workers */
+    return lq_hidden_link_recv(((worker_link *)ctx)->link, hidden);
 }
 
 static lq_status send_hidden(void *ctx, int sample, const float *hidden) {
-    worker_link *wl = ctx;
     (void)sample;
-    int rc = MPI_Send(hidden, (int)wl->hidden_floats, MPI_FLOAT, wl->next_rank, TAG_HIDDEN,
-                      MPI_COMM_WORLD);
-    return rc == MPI_SUCCESS ? LQ_OK : lq_fail(LQ_ERR_IO, "MPI_Send of hidden states failed");
+    return lq_hidden_link_send(((worker_link *)ctx)->link, hidden);
 }
 
 static lq_status report_result(void *ctx, const lq_candidate_result *r) {
@@ -551,41 +559,57 @@ static lq_status report_result(void *ctx, const lq_candidate_result *r) {
                : lq_fail(LQ_ERR_IO, "MPI_Send of a result failed");
 }
 
-/* One worker's whole job; with -n 1, co is rank 0's coordinator. */
+/* One worker's whole job; with -n 1, co is rank 0's coordinator. `workers` holds every worker
+ * (the hidden-state link is opened collectively over it, idle workers included). */
 static lq_status run_worker(const options *o, const lattice_set *ls, const plan_header *plan,
-                            const uint8_t *done, int k, int n_workers, coordinator *co) {
-    int begin, end;
+                            const uint8_t *done, MPI_Comm workers, coordinator *co) {
+    int k = 0, n_workers = 1, begin, end;
+    MPI_Comm_rank(workers, &k);
+    MPI_Comm_size(workers, &n_workers);
     worker_layers(k, n_workers, plan->n_layers, &begin, &end);
-    if (begin == end) return LQ_OK;    /* more workers than layers */
     lq_model *m = NULL;
     int *tokens = NULL;
-    lq_status st = co ? LQ_OK : lq_load_any_model(o->model, o->tokenizer, &m);
-    if (co) m = co->model;
-    if (st) return st;
-    int seqlen = (int)o->seqlen;
-    if (seqlen > m->cfg.max_seq_len) seqlen = m->cfg.max_seq_len;
-    if (begin == 0)
-        st = lq_calib_tokens(m->tokenizer, o->calib, (int)o->nsamples, seqlen, (uint64_t)o->seed, &tokens);
-    worker_link wl = {.prev_rank = begin == 0 ? -1 : worker_rank(k - 1),
-                      .next_rank = end == plan->n_layers ? -1 : worker_rank(k + 1),
-                      .hidden_floats = (size_t)seqlen * m->cfg.dim, .co = co};
+    worker_link wl = {.co = co};
     int len = 0;
     MPI_Get_processor_name(wl.host, &len);
-    lq_calib_work w = {.model = m, .tokens = tokens, .nsamples = (int)o->nsamples, .seqlen = seqlen,
-                       .layer_begin = begin, .layer_end = end, .n_configs = o->n_configs,
-                       .lattices = ls->ptr, .done = done, .blob_dir = plan->blob_dir,
-                       .receive_hidden = begin == 0 ? NULL : receive_hidden,
-                       .send_hidden = end == plan->n_layers ? NULL : send_hidden,
-                       .report = report_result, .ctx = &wl};
-    w.options.method = LQ_METHOD_LIFTQUANT;
-    lq_lift_options_default(&w.options.lift);
-    w.options.lift.steps = (int)o->steps;
-    w.options.lift.seed = (uint64_t)o->seed;
-    if (!st) st = lq_encoder_from_name(o->encoder, &w.options.lift.encoder);
-    if (!st) {
-        LQ_INFO("rank %d on %s: layers %d..%d", g_rank, wl.host, begin, end - 1);
-        st = lq_calib_worker_run(&w);
+    lq_status st = LQ_OK;
+    if (begin < end) {
+        st = co ? LQ_OK : lq_load_any_model(o->model, o->tokenizer, &m);
+        if (co) m = co->model;
     }
+    int seqlen = (int)o->seqlen;
+    if (m && seqlen > m->cfg.max_seq_len) seqlen = m->cfg.max_seq_len;
+    /* every worker joins the collective open, even one that failed to load or idles: a rank
+     * missing from it would hang the others */
+    if (n_workers > 1) {
+        lq_link_kind kind = LQ_LINK_MPI;
+        lq_link_kind_from_name(o->transport, &kind);
+        int dim = 0, my_dim = m ? m->cfg.dim : 0;
+        MPI_Allreduce(&my_dim, &dim, 1, MPI_INT, MPI_MAX, workers);
+        lq_status lst = lq_hidden_link_open(kind, workers, (size_t)seqlen * dim, &wl.link);
+        if (!st) st = lst;
+    }
+    if (!st && begin == 0)
+        st = lq_calib_tokens(m->tokenizer, o->calib, (int)o->nsamples, seqlen, (uint64_t)o->seed, &tokens);
+    if (!st && begin < end) {
+        lq_calib_work w = {.model = m, .tokens = tokens, .nsamples = (int)o->nsamples,
+                           .seqlen = seqlen, .layer_begin = begin, .layer_end = end,
+                           .n_configs = o->n_configs, .lattices = ls->ptr, .done = done,
+                           .blob_dir = plan->blob_dir,
+                           .receive_hidden = begin == 0 ? NULL : receive_hidden,
+                           .send_hidden = end == plan->n_layers ? NULL : send_hidden,
+                           .report = report_result, .ctx = &wl};
+        w.options.method = LQ_METHOD_LIFTQUANT;
+        lq_lift_options_default(&w.options.lift);
+        w.options.lift.steps = (int)o->steps;
+        w.options.lift.seed = (uint64_t)o->seed;
+        st = lq_encoder_from_name(o->encoder, &w.options.lift.encoder);
+        if (!st) {
+            LQ_INFO("rank %d on %s: layers %d..%d", g_rank, wl.host, begin, end - 1);
+            st = lq_calib_worker_run(&w);
+        }
+    }
+    lq_hidden_link_close(wl.link);
     free(tokens);
     if (!co) lq_model_free(m);
     return st;
@@ -962,12 +986,15 @@ int main(int argc, char **argv) {
             co.todo = plan.todo;
             co.t_start = lq_seconds();
         }
+        /* the workers: rank 0 alone with -n 1, else ranks 1..N-1 in rank order */
+        MPI_Comm workers = MPI_COMM_NULL;
+        MPI_Comm_split(MPI_COMM_WORLD, g_size == 1 || g_rank > 0 ? 0 : MPI_UNDEFINED, g_rank, &workers);
         if (g_size == 1) {
-            st = run_worker(&o, &ls, &plan, done, 0, 1, &co);
+            st = run_worker(&o, &ls, &plan, done, workers, &co);
         } else if (g_rank == 0) {
             st = receive_results(&co, n_workers);
         } else {
-            st = run_worker(&o, &ls, &plan, done, g_rank - 1, n_workers, NULL);
+            st = run_worker(&o, &ls, &plan, done, workers, NULL);
             if (st) {
                 char text[2048];
                 snprintf(text, sizeof text, "%s", lq_last_error());
@@ -976,6 +1003,7 @@ int main(int argc, char **argv) {
                 MPI_Send(NULL, 0, MPI_BYTE, 0, TAG_DONE, MPI_COMM_WORLD);
             }
         }
+        if (workers != MPI_COMM_NULL) MPI_Comm_free(&workers);
         if (g_rank == 0 && st) {
             /* a worker's failure (or the store's) ends the job; rerunning resumes */
             fprintf(stderr, "\n" TOOL ": %s\n", lq_last_error());

@@ -56,8 +56,8 @@ python3 -c "import sys; sys.exit(0 if 3.5 < $bpw <= 4 else 1)" ||
 "$eval_tool" ppl --model "$tmp/n1" --text "$tmp/eval.txt" --ctx 256 >/dev/null 2>&1 ||
     fail "lq-eval cannot load the output"
 
-# ---- -n 2 and -n 4: the same bytes --------------------------------------------------------
-for n in 2 4; do
+# ---- -n 2, 4 and 8: the same bytes (8: seven workers for five layers, two of them idle) -----
+for n in 2 4 8; do
     cal "$n" "$calibrate" "${common[@]}" --target-bits 4 --db "$tmp/s$n/store.db" --out "$tmp/n$n" \
         >"$tmp/n$n.out" 2>"$tmp/n$n.err" || fail "-n $n: $(tail -5 "$tmp/n$n.err")"
     same_dir "$tmp/n1" "$tmp/n$n" "-n $n"
@@ -107,6 +107,10 @@ done
 expect run1 2 "exactly one of --budget" -- "${common[@]}" --out "$tmp/x"
 expect run1 2 "no lattice file" -- "${common[@]}" --configs 24/10,17/9 --target-bits 3 --out "$tmp/x"
 expect run1 2 "--measure" -- "${common[@]}" --measure nonsense --target-bits 3 --out "$tmp/x"
+expect run1 2 "--transport tcp: expected mpi or nccl" -- "${common[@]}" --transport tcp --target-bits 3 --out "$tmp/x"
+# NCCL needs GPUs: without them (or without CUDA in the build) it is a clear error, not a hang
+run3() { mpi 3 "$calibrate" "$@"; }
+expect run3 1 "--transport nccl" -- "${common[@]}" --transport nccl --target-bits 4 --db "$tmp/sn/store.db" --out "$tmp/x"
 expect run1 1 "kv-dtype" -- "${common[@]}" --kv-dtype f12 --budget 1GiB --db "$tmp/s1/store.db" --out "$tmp/x"
 "$calibrate" --help | grep -q -- "--budget SIZE" || fail "--help"
 
