@@ -89,7 +89,7 @@ static void usage(FILE *out) {
             "  --reserve SIZE      runtime reserve counted in the budget (default 0)\n"
             "  --db FILE           the SQLite store (default OUT's parent/liftquant-store/store.db;\n"
             "                      blobs go next to it)\n"
-            "  --measure M         error the solver minimises: output (default), relative, stream\n"
+            "  --measure M         error the solver minimises: stream (default), output, relative\n"
             "                      (docs/CALIBRATE.md)\n"
             "  --steps N           LiftQuant correction steps (default 100)\n"
             "  --seed N            calibration windows and rotations (default 42)\n"
@@ -138,7 +138,7 @@ static int parse_configs(options *o) {
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->lattice_dir = LQ_DEFAULT_LATTICE_DIR, o->configs_text = DEFAULT_CONFIGS;
-    o->kv_dtype = "f16", o->reserve = "0", o->measure = "output", o->encoder = "exact";
+    o->kv_dtype = "f16", o->reserve = "0", o->measure = "stream", o->encoder = "exact";
     o->transport = "mpi";
     o->nsamples = 128, o->seqlen = 512, o->seed = 42, o->steps = 100, o->ctx = 4096, o->batch = 1;
     o->target_bits = -1.0;
