@@ -74,8 +74,11 @@ for c in ${configs//,/ }; do
 done
 echo
 
-echo "| budget (bits/weight) | best uniform that fits | mixed, output error | mixed, relative error | mixed, stream-relative error | re-solve + assemble s |"
-echo "|---|---|---|---|---|---|"
+measures="${MEASURES:-output relative stream}"
+header="| budget (bits/weight) | best uniform that fits |"; rule="|---|---|"
+for m in $measures; do header="$header mixed, $m error |"; rule="$rule---|"; done
+echo "$header re-solve + assemble s |"
+echo "$rule---|"
 for b in "${bits[@]}"; do
     best="none fits"; best_ppl=""
     for c in ${configs//,/ }; do
@@ -87,14 +90,14 @@ for b in "${bits[@]}"; do
         fi
     done
     row="| $b | $best |"
-    for m in ${MEASURES:-output relative stream}; do
+    for m in $measures; do
         dir="$out_root/mixed_${b}_$m"
         s0=$(date +%s.%N)
         mpirun -n 1 "$build/coordinator/lq-calibrate" "${common[@]}" --configs "$configs" --target-bits "$b" \
             --measure "$m" --out "$dir" > "$out_root/m.log" 2>&1 || { row="$row failed: $(grep lq-calibrate: "$out_root/m.log" | tail -1) |"; continue; }
         s1=$(date +%s.%N)
         row="$row $(bpw "$dir") bpw, PPL $(ppl "$dir") |"
-        [ "$m" = output ] && solve_s="$(echo "$s1 - $s0" | bc)"
+        solve_s="$(echo "$s1 - $s0" | bc)"
     done
     printf '%s %.2f |\n' "$row" "$solve_s"
 done
