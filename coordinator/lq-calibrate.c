@@ -22,7 +22,7 @@
 #include "lq_coord.h"
 #include "lq_worker.h"
 
-#include "../tools/cli_args.h"
+#include "cli_args.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -146,11 +146,7 @@ static int parse_args(int argc, char **argv, options *o) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define TAKE(var)                                                                  \
     do {                                                                           \
-        if (!v) {                                                                  \
-            fprintf(stderr, TOOL ": %s needs a value\n", a);                       \
-            return 2;                                                              \
-        }                                                                          \
-        var = v;                                                                   \
+        if (!lq_arg_string(TOOL, a, v, &var)) return 2;                   \
         i++;                                                                       \
     } while (0)
 #define TAKE_LONG(var, lo, hi)                                                     \
@@ -235,18 +231,11 @@ static void lattice_set_free(lattice_set *ls) {
 static lq_status lattice_set_load(const options *o, lattice_set *ls) {
     memset(ls, 0, sizeof *ls);
     for (int k = 0; k < o->n_configs; k++) {
-        char path[4096];
-        lq_status st = lq_lattice_file_path(o->lattice_dir, o->D[k], o->d[k], path, sizeof path);
-        if (!st && access(path, R_OK) != 0)
-            st = lq_fail(LQ_ERR_NOT_FOUND, "--configs %s: no lattice file %s (train it with "
-                         "`lq-lattice train %s`, or give --lattices DIR)", o->config_name[k], path,
-                         o->config_name[k]);
-        if (!st) st = lq_lattice_file_read(path, &ls->files[k]);
-        if (!st && (st = lq_lattice_init(&ls->lattices[k], o->D[k], o->d[k], ls->files[k].M)))
-            lq_lattice_file_free(&ls->files[k]);
+        lq_status st = lq_lattice_load_config(o->lattice_dir, o->D[k], o->d[k], &ls->files[k],
+                                              &ls->lattices[k]);
         if (st) {
             lattice_set_free(ls);
-            return st;
+            return lq_fail_context(st, "--configs %s", o->config_name[k]);
         }
         ls->ptr[k] = &ls->lattices[k];
         ls->n = k + 1;
@@ -344,7 +333,7 @@ static lq_status parent_dir(const char *path, char *out, size_t cap) {
 typedef struct {
     const options *o;
     lq_model *model;          /* rank 0: the FP model, for planning and assembly */
-    lattice_set lattices;
+    uint64_t budget, kv, reserve;   /* parsed in prepare(), before any measuring */
     lq_store *store;
     char store_dir[4096];
     int64_t run_id;
@@ -616,36 +605,11 @@ static lq_status run_worker(const options *o, const lattice_set *ls, const plan_
 }
 
 /* ---- rank 0: budget, solve, assemble ------------------------------------------------------------ */
-/* Bytes of everything stored but the decoder linears' codes and side data: embeddings and head
- * (F16), norms and biases (F32), the lattices (F32, once per config that may be chosen), and
- * the safetensors header, bounded above: an entry is its quoted name plus at most 80 bytes of
- * dtype, shape and offsets ({"dtype":"F16","shape":[N,N],"data_offsets":[N,N]} with 11-digit
- * numbers), and names are those lq_quantized_save writes. */
-#define HEADER_ENTRY_MAX 80
-static uint64_t fixed_bytes(const lq_model *m, const options *o) {
-    const lq_model_config *c = &m->cfg;
-    uint64_t b = (uint64_t)c->vocab_size * c->dim * 2;
-    if (!c->tied_embeddings) b += (uint64_t)c->vocab_size * c->dim * 2;
-    b += ((uint64_t)2 * c->n_layers + 1) * c->dim * 4;
-    if (c->has_qk_norm) b += (uint64_t)2 * c->n_layers * c->head_dim * 4;
-    if (c->has_qkv_bias)
-        b += (uint64_t)c->n_layers * (c->n_heads + 2 * c->n_kv_heads) * c->head_dim * 4;
-    uint64_t header = 4096;   /* the metadata and the JSON around the entries */
-    for (int k = 0; k < o->n_configs; k++)
-        b += (uint64_t)o->D[k] * o->d[k] * 4, header += 64 + HEADER_ENTRY_MAX;
-    header += 2 * (64 + HEADER_ENTRY_MAX);   /* embeddings, head, final norm */
-    for (int l = 0; l < c->n_layers; l++) {
-        char module[96];
-        /* two or four norms, named like "model.layers.L.post_attention_layernorm.weight" */
-        lq_linear_name(l, 0, module, sizeof module);
-        header += (uint64_t)(2 + 2 * (c->has_qk_norm != 0)) * (strlen(module) + 32 + HEADER_ENTRY_MAX);
-        for (int i = 0; i < N_LINEARS; i++) {
-            lq_linear_name(l, i, module, sizeof module);
-            /* qweight, scale, a1inv, tl, tr, a2inv, bias: suffixes of ≤ 8 bytes */
-            header += 7 * (strlen(module) + 12 + HEADER_ENTRY_MAX);
-        }
-    }
-    return b + header;
+/* The lattices of every candidate, as stored (F32 d × D each). */
+static uint64_t candidate_lattice_bytes(const options *o) {
+    uint64_t b = 0;
+    for (int k = 0; k < o->n_configs; k++) b += (uint64_t)o->D[k] * o->d[k] * sizeof(float);
+    return b;
 }
 
 static double result_error(const lq_store_result *r, const char *measure) {
@@ -664,7 +628,6 @@ typedef struct {
 
 static lq_status solve(coordinator *co, solved *sv) {
     const options *o = co->o;
-    const lq_model_config *c = &co->model->cfg;
     int nt = co->n_tensors, nc = o->n_configs;
     memset(sv, 0, sizeof *sv);
     lq_store_result *all = NULL;
@@ -702,20 +665,16 @@ static lq_status solve(coordinator *co, solved *sv) {
         const lq_linear *lin = lq_layer_linear(&co->model->layers[t / N_LINEARS], t % N_LINEARS);
         sv->weights += (uint64_t)lin->out_features * lin->in_features;
     }
-    sv->fixed = fixed_bytes(co->model, o);
-    if ((st = lq_kv_cache_bytes(c->n_layers, c->n_kv_heads, c->head_dim, o->ctx, o->batch,
-                                o->kv_dtype, &sv->kv)) ||
-        (st = lq_size_parse(o->reserve, "--reserve", &sv->reserve)))
-        goto done;
+    sv->fixed = lq_quantized_fixed_bytes(co->model, o->D, o->d, nc);
+    sv->kv = co->kv, sv->reserve = co->reserve, sv->budget = co->budget;
     if (o->budget) {
-        if ((st = lq_size_parse(o->budget, "--budget", &sv->budget))) goto done;
         uint64_t overhead = sv->fixed + sv->kv + sv->reserve;
         sv->capacity = sv->budget > overhead ? sv->budget - overhead : 0;
     } else {
         /* bits per weight as lq-inspect counts them: the lattices stored with the linears
          * included (all candidates', since which will be used is not known before solving) */
-        uint64_t target = (uint64_t)floor(o->target_bits * (double)sv->weights / 8.0), lattices = 0;
-        for (int k = 0; k < nc; k++) lattices += (uint64_t)o->D[k] * o->d[k] * 4;
+        uint64_t target = (uint64_t)floor(o->target_bits * (double)sv->weights / 8.0);
+        uint64_t lattices = candidate_lattice_bytes(o);
         sv->capacity = target > lattices ? target - lattices : 0;
     }
     lq_mckp problem = {.n_items = nt, .n_choices = nch, .bytes = bp, .error = ep};
@@ -729,8 +688,7 @@ static lq_status solve(coordinator *co, solved *sv) {
                          "and KV cache for --ctx %ld --batch %ld --kv-dtype %s, plus --reserve)",
                          o->budget, need, o->ctx, o->batch, o->kv_dtype);
         } else {
-            uint64_t lattices = 0;
-            for (int k = 0; k < nc; k++) lattices += (uint64_t)o->D[k] * o->d[k] * 4;
+            uint64_t lattices = candidate_lattice_bytes(o);
             st = lq_fail(LQ_ERR_RANGE, "--target-bits %g is infeasible: the smallest feasible is %.4f "
                          "bits per weight (codes, side data and the candidates' lattices)",
                          o->target_bits,
@@ -906,13 +864,12 @@ static lq_status prepare(coordinator *co, plan_header *plan) {
     lq_status st = check_paths(o);
     if (!st) st = lq_load_any_model(o->model, o->tokenizer, &co->model);
     /* the budget's arithmetic too, before any measuring */
-    uint64_t scratch = 0;
     const lq_model_config *c = st ? NULL : &co->model->cfg;
     if (!st && (st = lq_kv_cache_bytes(c->n_layers, c->n_kv_heads, c->head_dim, o->ctx, o->batch,
-                                       o->kv_dtype, &scratch)))
+                                       o->kv_dtype, &co->kv)))
         st = lq_fail_context(st, "--kv-dtype %s --ctx %ld --batch %ld", o->kv_dtype, o->ctx, o->batch);
-    if (!st) st = lq_size_parse(o->reserve, "--reserve", &scratch);
-    if (!st && o->budget) st = lq_size_parse(o->budget, "--budget", &scratch);
+    if (!st) st = lq_size_parse(o->reserve, "--reserve", &co->reserve);
+    if (!st && o->budget) st = lq_size_parse(o->budget, "--budget", &co->budget);
     if (!st) st = open_run(co);
     if (!st) st = find_done(co, &plan->todo);
     if (st) return st;

@@ -107,6 +107,15 @@ done
 expect run1 2 "exactly one of --budget" -- "${common[@]}" --out "$tmp/x"
 expect run1 2 "no lattice file" -- "${common[@]}" --configs 24/10,17/9 --target-bits 3 --out "$tmp/x"
 expect run1 2 "--measure" -- "${common[@]}" --measure nonsense --target-bits 3 --out "$tmp/x"
+expect run1 2 "--model and --out are required" -- --target-bits 3
+expect run1 2 "unknown argument '--bogus'" -- "${common[@]}" --bogus --target-bits 3 --out "$tmp/x"
+expect run1 2 "--configs: 24/10 is listed twice" -- "${common[@]}" --configs 24/10,16/8,24/10 --target-bits 3 --out "$tmp/x"
+expect run1 2 "--configs: empty list" -- "${common[@]}" --configs , --target-bits 3 --out "$tmp/x"
+expect run1 2 "--configs" -- "${common[@]}" --configs 24x10 --target-bits 3 --out "$tmp/x"
+expect run1 2 "--encoder fast: expected exact or heuristic" -- "${common[@]}" --encoder fast --target-bits 3 --out "$tmp/x"
+expect run1 2 "--target-bits: '0' is not a number" -- "${common[@]}" --target-bits 0 --out "$tmp/x"
+expect run1 1 "--calib $tmp/nope.txt" -- "${common[@]}" --calib "$tmp/nope.txt" --target-bits 3 --db "$tmp/s1/store.db" --out "$tmp/x"
+expect run1 1 "--target-bits 1 is infeasible: the smallest feasible is" -- "${common[@]}" --target-bits 1 --db "$tmp/s1/store.db" --out "$tmp/x"
 expect run1 2 "--transport tcp: expected mpi or nccl" -- "${common[@]}" --transport tcp --target-bits 3 --out "$tmp/x"
 # NCCL needs GPUs: without them (or without CUDA in the build) it is a clear error, not a hang
 run3() { mpi 3 "$calibrate" "$@"; }

@@ -99,14 +99,10 @@ int main(int argc, char **argv) {
     long transform_seed = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKE(var)                                                          \
-    do {                                                                   \
-        if (!v) {                                                          \
-            fprintf(stderr, "lq-quantize: %s needs a value\n", a);         \
-            return 2;                                                      \
-        }                                                                  \
-        var = v;                                                           \
-        i++;                                                               \
+#define TAKE(var)                                                                  \
+    do {                                                                           \
+        if (!lq_arg_string("lq-quantize", a, v, &var)) return 2;                   \
+        i++;                                                                       \
     } while (0)
 #define TAKE_LONG(var, lo, hi)                                             \
     do {                                                                   \
@@ -191,22 +187,14 @@ int main(int argc, char **argv) {
             return 2;
         }
         int D, d;
-        char path[4096];
-        if (lq_lattice_config_parse(config, &D, &d) != LQ_OK ||
-            lq_lattice_file_path(lattice_dir, D, d, path, sizeof path) != LQ_OK) {
+        if (lq_lattice_config_parse(config, &D, &d) != LQ_OK) {
             fprintf(stderr, "lq-quantize: --config %s: %s\n", config, lq_last_error());
             return 2;
         }
-        if (access(path, R_OK) != 0) {
-            fprintf(stderr, "lq-quantize: --config %s: no lattice file %s (train it with "
-                    "`lq-lattice train %s`, or give --lattices DIR)\n", config, path, config);
-            return 2;
-        }
-        if (lq_lattice_file_read(path, &lattice_file) != LQ_OK ||
-            lq_lattice_init(&lattice, D, d, lattice_file.M) != LQ_OK) {
-            fprintf(stderr, "lq-quantize: %s\n", lq_last_error());
-            lq_lattice_file_free(&lattice_file);
-            return 1;
+        lq_status st = lq_lattice_load_config(lattice_dir, D, d, &lattice_file, &lattice);
+        if (st != LQ_OK) {
+            fprintf(stderr, "lq-quantize: --config %s: %s\n", config, lq_last_error());
+            return st == LQ_ERR_NOT_FOUND ? 2 : 1;
         }
         o.lift.lattice = &lattice;
         o.lift.ldlq = ldlq, o.lift.a1_init = a1, o.lift.steps = (int)steps;

@@ -3,6 +3,7 @@
 #include "safetensors.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,4 +110,16 @@ void lq_lattice_file_free(lq_lattice_file *f) {
     if (!f) return;
     free(f->M);
     memset(f, 0, sizeof *f);
+}
+
+lq_status lq_lattice_load_config(const char *dir, int D, int d, lq_lattice_file *file, lq_lattice *L) {
+    char path[4096];
+    lq_status st = lq_lattice_file_path(dir, D, d, path, sizeof path);
+    if (st) return st;
+    if (access(path, R_OK) != 0)
+        return lq_fail(LQ_ERR_NOT_FOUND, "no lattice file %s (train it with `lq-lattice train %d/%d`, "
+                       "or give --lattices DIR)", path, D, d);
+    if ((st = lq_lattice_file_read(path, file))) return st;
+    if ((st = lq_lattice_init(L, D, d, file->M))) lq_lattice_file_free(file);
+    return st;
 }

@@ -243,6 +243,12 @@ lq_status lq_load_any_model(const char *path, const char *tokenizer_path, lq_mod
 lq_status lq_linear_blob_save(const lq_linear *lin, const char *module, const char *path);
 lq_status lq_linear_blob_load(const char *path, const char *module, int with_bias, lq_linear *lin);
 
+/* Bytes lq_quantized_save writes for m besides its decoder linears' codes and side data:
+ * embeddings, head, norms, biases, the lattices of the n_configs configs D[k]/d[k], and an upper
+ * bound on the safetensors header. With each linear's lq_linear_stored_size it bounds the file
+ * from above (lq-calibrate's budget). */
+uint64_t lq_quantized_fixed_bytes(const lq_model *m, const int *D, const int *d, int n_configs);
+
 /* Size accounting of one linear as stored: bytes of codes and of side data (scales, zeros,
  * whitening parameters, perm; bias excluded), and its weight count OC·IC. */
 typedef struct {

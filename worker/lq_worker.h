@@ -86,5 +86,8 @@ lq_status lq_lattice_file_read(const char *path, lq_lattice_file *out);
 void lq_lattice_file_free(lq_lattice_file *f);
 /* dir/{D}to{d}.safetensors */
 lq_status lq_lattice_file_path(const char *dir, int D, int d, char *out, size_t cap);
+/* The lattice of config D/d from dir, read and prepared for encoding (file and L are the
+ * caller's to free). A missing file is LQ_ERR_NOT_FOUND with a message saying how to make it. */
+lq_status lq_lattice_load_config(const char *dir, int D, int d, lq_lattice_file *file, lq_lattice *L);
 
 #endif

@@ -409,6 +409,40 @@ static lq_status save_tensors(saver *s) {
     return LQ_OK;
 }
 
+/* What save_tensors writes besides the decoder linears' codes and side data, in bytes, bounded
+ * above where the exact figure is only known on writing (lq_quant.h). Kept beside save_tensors
+ * because it must follow it: embeddings and an untied head in F16, norms and biases in F32,
+ * one F32 lattice per config, and the header, whose entries are each the tensor's quoted name
+ * plus at most HEADER_ENTRY_MAX bytes of {"dtype":"F16","shape":[N,N],"data_offsets":[N,N]}
+ * with 11-digit numbers. Module entries are counted for LiftQuant's seven tensors. */
+#define HEADER_ENTRY_MAX 80
+uint64_t lq_quantized_fixed_bytes(const lq_model *m, const int *D, const int *d, int n_configs) {
+    const lq_model_config *c = &m->cfg;
+    uint64_t b = (uint64_t)c->vocab_size * c->dim * 2;
+    if (!c->tied_embeddings) b += (uint64_t)c->vocab_size * c->dim * 2;
+    b += ((uint64_t)2 * c->n_layers + 1) * c->dim * 4;
+    if (c->has_qk_norm) b += (uint64_t)2 * c->n_layers * c->head_dim * 4;
+    if (c->has_qkv_bias)
+        b += (uint64_t)c->n_layers * (c->n_heads + 2 * c->n_kv_heads) * c->head_dim * 4;
+    uint64_t header = 4096;   /* the metadata and the JSON around the entries */
+    for (int k = 0; k < n_configs; k++)
+        b += (uint64_t)D[k] * d[k] * 4, header += 64 + HEADER_ENTRY_MAX;
+    /* embeddings, final norm, and an untied head */
+    header += (uint64_t)(2 + !c->tied_embeddings) * (64 + HEADER_ENTRY_MAX);
+    for (int l = 0; l < c->n_layers; l++) {
+        char module[96];
+        /* two or four norms, named like "model.layers.L.post_attention_layernorm.weight" */
+        lq_linear_name(l, 0, module, sizeof module);
+        header += (uint64_t)(2 + 2 * (c->has_qk_norm != 0)) * (strlen(module) + 32 + HEADER_ENTRY_MAX);
+        for (int i = 0; i < N_LINEARS; i++) {
+            lq_linear_name(l, i, module, sizeof module);
+            /* qweight, scale, a1inv, tl, tr, a2inv, bias: suffixes of ≤ 8 bytes */
+            header += 7 * (strlen(module) + 12 + HEADER_ENTRY_MAX);
+        }
+    }
+    return b + header;
+}
+
 /* config.json: the model config, then quantization_config with `extra` merged in. */
 static lq_status build_config(saver *s, const char *extra_json, json_t **out) {
     *out = NULL;

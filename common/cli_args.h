@@ -1,5 +1,6 @@
-/* Numeric flag values for the command-line tools: one parser, one message shape
- * ("TOOL: --flag: 'value' is not an integer in [lo, hi]"), shared by every main. */
+/* Flag values for the command-line mains (tools/ and coordinator/'s lq-calibrate): one parser,
+ * one message shape ("TOOL: --flag: 'value' is not an integer in [lo, hi]", "TOOL: --flag needs
+ * a value"), shared by every main. Header-only and printing to stderr: mains only. */
 #ifndef LQ_CLI_ARGS_H
 #define LQ_CLI_ARGS_H
 
@@ -8,7 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Returns 1 and sets *out, or prints the problem naming tool and flag and returns 0. */
+/* Each returns 1 and sets *out, or prints the problem naming tool and flag and returns 0. */
+static inline int lq_arg_string(const char *tool, const char *flag, const char *v, const char **out) {
+    if (!v) {
+        fprintf(stderr, "%s: %s needs a value\n", tool, flag);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
 static inline int lq_arg_long(const char *tool, const char *flag, const char *v, long lo, long hi,
                               long *out) {
     if (!v) {
