@@ -6,7 +6,8 @@
 # Then it fetches SmolLM2-135M into models/ unless it is there already.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libjansson-dev libcmocka-dev libopenblas-dev libsqlite3-dev openmpi-bin libopenmpi-dev sqlite3)
+packages=(build-essential cmake pkg-config libjansson-dev libcmocka-dev libopenblas-dev libsqlite3-dev
+          openmpi-bin libopenmpi-dev sqlite3 libzmq3-dev slurm-wlm munge clang libclang-rt-14-dev)
 
 missing=()
 for package in "${packages[@]}"; do
