@@ -341,6 +341,7 @@ struct lq_gguf {
     char *path;
     const uint8_t *map;
     size_t size;
+    int mapped;                /* map is our mmap (a file), not the caller's bytes */
     uint32_t version;
     size_t alignment;
     uint64_t data_offset;
@@ -641,9 +642,11 @@ static lq_status check_tensor_layout(lq_gguf *g) {
 }
 
 static lq_status parse(lq_gguf *g) {
+    if (g->size < 24)
+        return lq_fail(LQ_ERR_FORMAT, "%s: truncated GGUF file: %zu bytes, the header alone is 24",
+                       g->path, g->size);
     cursor c = {g->map, g->size, 0, g->path};
-    lq_status st = need(&c, 4, "magic");
-    if (st) return st;
+    lq_status st;
     if (memcmp(g->map, GGUF_MAGIC, 4) != 0)
         return lq_fail(LQ_ERR_FORMAT, "%s: not a GGUF file (magic is not \"GGUF\")", g->path);
     c.pos = 4;
@@ -727,26 +730,45 @@ lq_status lq_gguf_open(const char *path, lq_gguf **out) {
         lq_gguf_close(g);
         return lq_fail(LQ_ERR_IO, "%s: not a regular file", path);
     }
-    if (sb.st_size < 24) {
-        close(fd);
-        lq_gguf_close(g);
-        return lq_fail(LQ_ERR_FORMAT, "%s: truncated GGUF file: %lld bytes, the header alone is 24",
-                       path, (long long)sb.st_size);
-    }
     if ((uint64_t)sb.st_size > (uint64_t)SIZE_MAX) {
         close(fd);
         lq_gguf_close(g);
         return lq_fail(LQ_ERR_RANGE, "%s: file too large to map", path);
     }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
-    close(fd);
-    if (map == MAP_FAILED) {
-        lq_gguf_close(g);
-        return lq_fail(LQ_ERR_IO, "%s: mmap failed: %s", path, strerror(map_errno));
+    /* an empty file cannot be mapped; parse reports it as truncated */
+    if (sb.st_size > 0) {
+        void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        int map_errno = errno;
+        if (map == MAP_FAILED) {
+            close(fd);
+            lq_gguf_close(g);
+            return lq_fail(LQ_ERR_IO, "%s: mmap failed: %s", path, strerror(map_errno));
+        }
+        g->map = map;
+        g->size = (size_t)sb.st_size;
+        g->mapped = 1;
     }
-    g->map = map;
-    g->size = (size_t)sb.st_size;
+    close(fd);
+    lq_status st = parse(g);
+    if (st) {
+        lq_gguf_close(g);
+        return st;
+    }
+    *out = g;
+    return LQ_OK;
+}
+
+lq_status lq_gguf_open_memory(const void *bytes, size_t len, const char *name, lq_gguf **out) {
+    *out = NULL;
+    if ((!bytes && len) || !name)
+        return lq_fail(LQ_ERR_ARG, "lq_gguf_open_memory: NULL bytes or name");
+    lq_gguf *g = calloc(1, sizeof *g);
+    if (!g || !(g->path = copy_str((const uint8_t *)name, strlen(name)))) {
+        free(g);
+        return lq_fail(LQ_ERR_NOMEM, "%s: out of memory", name);
+    }
+    g->map = bytes;
+    g->size = len;
     lq_status st = parse(g);
     if (st) {
         lq_gguf_close(g);
@@ -758,7 +780,7 @@ lq_status lq_gguf_open(const char *path, lq_gguf **out) {
 
 void lq_gguf_close(lq_gguf *g) {
     if (!g) return;
-    if (g->map) munmap((void *)g->map, g->size);
+    if (g->mapped) munmap((void *)g->map, g->size);
     for (size_t i = 0; g->kv && i < g->n_kv; i++) {
         free(g->kv[i].key);
         free(g->kv[i].str);
@@ -931,9 +953,12 @@ lq_status lq_gguf_get_int_array(const lq_gguf *g, const char *key, int64_t **out
     lq_status st = find_kv(g, key, &kv);
     if (st) return st;
     size_t es = value_size(kv->array_type);
+    /* the element type is probed on zeros, not on the first element: an empty array at the
+     * end of the file has none, and reading it ran past the mapping */
+    static const uint8_t zeros[8];
     int64_t probe;
     int overflow;
-    if (kv->type != LQ_GGUF_ARRAY || es == 0 || !scalar_int(kv->array_type, kv->value, &probe, &overflow))
+    if (kv->type != LQ_GGUF_ARRAY || es == 0 || !scalar_int(kv->array_type, zeros, &probe, &overflow))
         return wrong_type(g, kv, "an array of integers");
     size_t len = (size_t)kv->array_len;
     int64_t *v = malloc((len ? len : 1) * sizeof *v);

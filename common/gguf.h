@@ -50,6 +50,9 @@ typedef struct {
 typedef struct lq_gguf lq_gguf;
 
 lq_status lq_gguf_open(const char *path, lq_gguf **out);
+/* The same validation over a file's bytes already in memory (a fuzzer's input); name stands
+ * for the file in messages. Tensors and strings point into bytes, which must outlive g. */
+lq_status lq_gguf_open_memory(const void *bytes, size_t len, const char *name, lq_gguf **out);
 void lq_gguf_close(lq_gguf *g);
 const char *lq_gguf_path(const lq_gguf *g);
 uint32_t lq_gguf_version(const lq_gguf *g);

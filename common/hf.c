@@ -211,8 +211,9 @@ static int token_id_of(const tok_build *b, const char *s) {
     return -1;
 }
 
-/* Fills tokens/types from model.vocab and added_tokens. */
-static lq_status collect_tokens(tok_build *b) {
+/* Fills tokens/types from model.vocab and added_tokens. An id beyond the model's vocabulary
+ * is refused before anything is allocated by it. */
+static lq_status collect_tokens(tok_build *b, int vocab_size) {
     const char *key;
     json_t *v;
     json_int_t max_id = -1;
@@ -232,6 +233,9 @@ static lq_status collect_tokens(tok_build *b) {
         if (json_integer_value(id) > max_id) max_id = json_integer_value(id);
     }
     if (max_id < 0) return lq_fail(LQ_ERR_FORMAT, "%s: model.vocab is empty", b->path);
+    if (max_id >= vocab_size)
+        return lq_fail(LQ_ERR_FORMAT, "%s: %lld tokens, but the model's vocab_size is %d", b->path,
+                       (long long)max_id + 1, vocab_size);
     b->n_tokens = (int)max_id + 1;
     b->tokens = calloc((size_t)b->n_tokens, sizeof *b->tokens);
     b->types = calloc((size_t)b->n_tokens, sizeof *b->types);
@@ -409,24 +413,17 @@ static int spm_adds_space_prefix(json_t *root) {
     return 0;
 }
 
-static lq_status load_tokenizer(const char *dir, json_t *cfg, int vocab_size, lq_tokenizer **out) {
+lq_status lq_hf_tokenizer_from_json(const char *path, json_t *root, json_t *tc, json_t *cfg,
+                                    int vocab_size, lq_tokenizer **out) {
     *out = NULL;
-    char *path = join_path(dir, "tokenizer.json");
-    char *tc_path = join_path(dir, "tokenizer_config.json");
     tok_build b = {0};
-    json_t *tc = NULL;
     lq_status st = LQ_OK;
-    if (!path || !tc_path) {
-        st = lq_fail(LQ_ERR_NOMEM, "%s: out of memory", dir);
-        goto done;
-    }
     b.path = path;
-    if (!file_exists(path)) {
-        LQ_WARN("%s: no tokenizer.json; loading the model without a tokenizer", dir);
+    b.root = root;
+    if (!json_is_object(root)) {
+        st = lq_fail(LQ_ERR_FORMAT, "%s: not a JSON object", path);
         goto done;
     }
-    if ((st = load_json(path, &b.root))) goto done;
-    if (file_exists(tc_path) && (st = load_json(tc_path, &tc))) goto done;
     b.model = json_object_get(b.root, "model");
     if (!json_is_object(b.model)) {
         st = lq_fail(LQ_ERR_FORMAT, "%s: no \"model\" object", path);
@@ -447,12 +444,7 @@ static lq_status load_tokenizer(const char *dir, json_t *cfg, int vocab_size, lq
         st = lq_fail(LQ_ERR_FORMAT, "%s: added_tokens is not an array", path);
         goto done;
     }
-    if ((st = collect_tokens(&b)) || (st = collect_merges(&b))) goto done;
-    if (b.n_tokens > vocab_size) {
-        st = lq_fail(LQ_ERR_FORMAT, "%s: %d tokens, but the model's vocab_size is %d", path,
-                     b.n_tokens, vocab_size);
-        goto done;
-    }
+    if ((st = collect_tokens(&b, vocab_size)) || (st = collect_merges(&b))) goto done;
     lq_tokenizer_spec spec = {0};
     spec.n_tokens = b.n_tokens;
     spec.tokens = b.tokens;
@@ -509,12 +501,34 @@ static lq_status load_tokenizer(const char *dir, json_t *cfg, int vocab_size, lq
     if ((st = lq_tokenizer_new(&spec, out))) st = lq_fail_context(st, "%s", path);
 done:
     tok_build_free(&b);
-    json_decref(b.root);
+    return st;
+}
+
+static lq_status load_tokenizer(const char *dir, json_t *cfg, int vocab_size, lq_tokenizer **out) {
+    *out = NULL;
+    char *path = join_path(dir, "tokenizer.json");
+    char *tc_path = join_path(dir, "tokenizer_config.json");
+    json_t *root = NULL, *tc = NULL;
+    lq_status st = LQ_OK;
+    if (!path || !tc_path) {
+        st = lq_fail(LQ_ERR_NOMEM, "%s: out of memory", dir);
+        goto done;
+    }
+    if (!file_exists(path)) {
+        LQ_WARN("%s: no tokenizer.json; loading the model without a tokenizer", dir);
+        goto done;
+    }
+    if ((st = load_json(path, &root))) goto done;
+    if (file_exists(tc_path) && (st = load_json(tc_path, &tc))) goto done;
+    st = lq_hf_tokenizer_from_json(path, root, tc, cfg, vocab_size, out);
+done:
+    json_decref(root);
     json_decref(tc);
     free(path);
     free(tc_path);
     return st;
 }
+
 
 lq_status lq_hf_load_model(const char *dir, lq_model **out) {
     *out = NULL;

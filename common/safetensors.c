@@ -126,8 +126,9 @@ static int pair_list_push(char ***keys, char ***values, size_t *count, size_t *c
 
 typedef struct {
     char *path;
-    unsigned char *map;
+    const unsigned char *map;
     size_t map_len;
+    int mapped;               /* map is our mmap (a file), not the caller's bytes */
 } st_shard;
 
 struct lq_st_file {
@@ -282,8 +283,8 @@ static lq_status add_metadata(lq_st_file *f, const char *path, json_t *metadata)
     return LQ_OK;
 }
 
-/* Maps one shard, validates its header and appends its tensors and metadata to f. */
-static lq_status load_shard(lq_st_file *f, const char *path) {
+/* Appends an empty shard named path; lq_st_close releases it from then on. */
+static lq_status add_shard(lq_st_file *f, const char *path, st_shard **out) {
     st_shard *grown = realloc(f->shards, (f->shard_count + 1) * sizeof *grown);
     if (!grown) return lq_fail(LQ_ERR_NOMEM, "%s: out of memory", path);
     f->shards = grown;
@@ -291,7 +292,18 @@ static lq_status load_shard(lq_st_file *f, const char *path) {
     memset(shard, 0, sizeof *shard);
     shard->path = string_copy(path);
     if (!shard->path) return lq_fail(LQ_ERR_NOMEM, "%s: out of memory", path);
-    f->shard_count++;   /* from here on lq_st_close releases the shard */
+    f->shard_count++;
+    *out = shard;
+    return LQ_OK;
+}
+
+static lq_status parse_shard(lq_st_file *f, int shard_index);
+
+/* Maps one shard, validates its header and appends its tensors and metadata to f. */
+static lq_status load_shard(lq_st_file *f, const char *path) {
+    st_shard *shard = NULL;
+    lq_status added = add_shard(f, path, &shard);
+    if (added != LQ_OK) return added;
     int shard_index = (int)(f->shard_count - 1);
 
     /* O_NONBLOCK: a FIFO given as a shard must be refused below, not block the open */
@@ -310,22 +322,35 @@ static lq_status load_shard(lq_st_file *f, const char *path) {
         return lq_fail(LQ_ERR_IO, "%s: not a regular file", path);
     }
     uint64_t file_size = (uint64_t)info.st_size;
-    if (file_size < 8) {
-        close(fd);
-        return lq_fail(LQ_ERR_FORMAT, "%s: file is %llu bytes, too short for the 8-byte header "
-                       "length of a safetensors file", path, (unsigned long long)file_size);
-    }
     if (file_size > SIZE_MAX) {
         close(fd);
         return lq_fail(LQ_ERR_RANGE, "%s: file too large to map", path);
     }
-    void *map = mmap(NULL, (size_t)file_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
+    /* an empty file cannot be mapped; parse_shard reports it as too short */
+    if (file_size > 0) {
+        void *map = mmap(NULL, (size_t)file_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        int map_errno = errno;
+        if (map == MAP_FAILED) {
+            close(fd);
+            return lq_fail(LQ_ERR_IO, "%s: mmap failed: %s", path, strerror(map_errno));
+        }
+        shard->map = map;
+        shard->map_len = (size_t)file_size;
+        shard->mapped = 1;
+    }
     close(fd);   /* the mapping keeps the file alive */
-    if (map == MAP_FAILED)
-        return lq_fail(LQ_ERR_IO, "%s: mmap failed: %s", path, strerror(map_errno));
-    shard->map = map;
-    shard->map_len = (size_t)file_size;
+    return parse_shard(f, shard_index);
+}
+
+/* Validates the header of a shard whose bytes are in place and appends its tensors and
+ * metadata to f. The one parser behind files and lq_st_open_memory. */
+static lq_status parse_shard(lq_st_file *f, int shard_index) {
+    const st_shard *shard = &f->shards[shard_index];
+    const char *path = shard->path;
+    uint64_t file_size = shard->map_len;
+    if (file_size < 8)
+        return lq_fail(LQ_ERR_FORMAT, "%s: file is %llu bytes, too short for the 8-byte header "
+                       "length of a safetensors file", path, (unsigned long long)file_size);
 
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; i--) header_len = (header_len << 8) | shard->map[i];
@@ -597,10 +622,35 @@ lq_status lq_st_open(const char *path, lq_st_file **out) {
     return LQ_OK;
 }
 
+lq_status lq_st_open_memory(const void *bytes, size_t len, const char *name, lq_st_file **out) {
+    if (out) *out = NULL;
+    if ((!bytes && len) || !name || !out)
+        return lq_fail(LQ_ERR_ARG, "lq_st_open_memory: NULL bytes, name or output");
+    lq_st_file *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = string_copy(name))) {
+        free(f);
+        return lq_fail(LQ_ERR_NOMEM, "%s: out of memory", name);
+    }
+    st_shard *shard = NULL;
+    lq_status st = add_shard(f, name, &shard);
+    if (st == LQ_OK) {
+        shard->map = bytes;
+        shard->map_len = len;
+        st = parse_shard(f, 0);
+    }
+    if (st == LQ_OK) st = build_name_index(f);
+    if (st != LQ_OK) {
+        lq_st_close(f);
+        return st;
+    }
+    *out = f;
+    return LQ_OK;
+}
+
 void lq_st_close(lq_st_file *f) {
     if (!f) return;
     for (size_t i = 0; i < f->shard_count; i++) {
-        if (f->shards[i].map) munmap(f->shards[i].map, f->shards[i].map_len);
+        if (f->shards[i].mapped) munmap((void *)f->shards[i].map, f->shards[i].map_len);
         free(f->shards[i].path);
     }
     for (size_t i = 0; i < f->tensor_count; i++) free((char *)f->tensors[i].name);

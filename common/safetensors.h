@@ -26,6 +26,10 @@ typedef struct lq_st_file lq_st_file;
  * well-formed, dtype known, shape non-negative, offsets in bounds, non-overlapping and
  * covering, shape × dtype size = byte length, duplicate names across shards. */
 lq_status lq_st_open(const char *path, lq_st_file **out);
+/* The same validation over one file's bytes already in memory (a fuzzer's input, a file that
+ * arrived another way); name stands for the file in messages. The tensors point into bytes,
+ * which must outlive the handle. */
+lq_status lq_st_open_memory(const void *bytes, size_t len, const char *name, lq_st_file **out);
 void lq_st_close(lq_st_file *f);
 size_t lq_st_count(const lq_st_file *f);
 const lq_st_tensor *lq_st_at(const lq_st_file *f, size_t i);

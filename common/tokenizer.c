@@ -359,6 +359,19 @@ lq_status lq_tokenizer_load_llama2c(const char *path, int vocab_size, lq_tokeniz
     size_t size;
     lq_status st = read_whole_file(path, &data, &size);
     if (st != LQ_OK) return st;
+    st = lq_tokenizer_parse_llama2c(data, size, vocab_size, path, out);
+    free(data);
+    return st;
+}
+
+lq_status lq_tokenizer_parse_llama2c(const void *bytes, size_t size, int vocab_size,
+                                     const char *path, lq_tokenizer **out) {
+    *out = NULL;
+    if (vocab_size < 3 || vocab_size > MAX_TOKENS)
+        return lq_fail(LQ_ERR_ARG, "%s: vocab_size %d is out of range (BOS is 1, EOS is 2)", path,
+                       vocab_size);
+    const unsigned char *data = bytes;
+    lq_status st = LQ_OK;
     const char **tokens = calloc((size_t)vocab_size, sizeof *tokens);
     size_t *lens = calloc((size_t)vocab_size, sizeof *lens);
     float *scores = calloc((size_t)vocab_size, sizeof *scores);
@@ -432,7 +445,6 @@ done:
     free(lens);
     free(scores);
     free(types);
-    free(data);
     return st;
 }
 

@@ -33,6 +33,9 @@ lq_status lq_tokenizer_new(const lq_tokenizer_spec *spec, lq_tokenizer **out);
 /* llama2.c tokenizer file (tok512.bin, tokenizer.bin): max_token_length, then per token
  * score (f32), length (i32), bytes. vocab_size comes from the checkpoint. */
 lq_status lq_tokenizer_load_llama2c(const char *path, int vocab_size, lq_tokenizer **out);
+/* The same parser over the file's bytes in memory; path names them in messages. */
+lq_status lq_tokenizer_parse_llama2c(const void *bytes, size_t size, int vocab_size,
+                                     const char *path, lq_tokenizer **out);
 void lq_tokenizer_free(lq_tokenizer *t);
 /* The project's own complete serialisation (tokenizer.liftquant.json, schemas/FORMAT.md):
  * kind, tokens, scores, token types, merges in rank order, pre-tokenizer, bos/eos/unk,
@@ -40,6 +43,9 @@ void lq_tokenizer_free(lq_tokenizer *t);
  * identically. save writes atomically; load validates every key, naming path and key. */
 lq_status lq_tokenizer_save_json(const lq_tokenizer *t, const char *path);
 lq_status lq_tokenizer_load_json(const char *path, lq_tokenizer **out);
+/* The same loader over the file's bytes in memory; name stands for the file in messages. */
+lq_status lq_tokenizer_load_json_memory(const char *bytes, size_t len, const char *name,
+                                        lq_tokenizer **out);
 
 /* Encodes len bytes of UTF-8 text; special-token strings in the text are matched as special
  * tokens only when parse_special is set. add_bos prepends BOS (when the tokenizer has one).

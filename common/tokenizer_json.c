@@ -299,17 +299,31 @@ static lq_status load_root(const char *path, const json_t *root, lq_tokenizer **
     return st;
 }
 
+/* root as decoded by jansson (NULL with err filled when the text is not JSON); takes it. */
+static lq_status load_decoded(const char *path, json_t *root, const json_error_t *err,
+                              lq_tokenizer **out) {
+    if (!root)
+        return lq_fail(LQ_ERR_FORMAT, "%s: not valid JSON (line %d, column %d): %s", path, err->line,
+                       err->column, err->text);
+    lq_status st = json_is_object(root) ? load_root(path, root, out)
+                                        : lq_fail(LQ_ERR_FORMAT, "%s: not a JSON object", path);
+    json_decref(root);
+    return st;
+}
+
 lq_status lq_tokenizer_load_json(const char *path, lq_tokenizer **out) {
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0) return lq_fail(LQ_ERR_NOT_FOUND, "%s: no such file", path);
     json_error_t err;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-    if (!root)
-        return lq_fail(LQ_ERR_FORMAT, "%s: not valid JSON (line %d, column %d): %s", path, err.line,
-                       err.column, err.text);
-    lq_status st = json_is_object(root) ? load_root(path, root, out)
-                                        : lq_fail(LQ_ERR_FORMAT, "%s: not a JSON object", path);
-    json_decref(root);
-    return st;
+    return load_decoded(path, root, &err, out);
+}
+
+lq_status lq_tokenizer_load_json_memory(const char *bytes, size_t len, const char *name,
+                                        lq_tokenizer **out) {
+    *out = NULL;
+    json_error_t err;
+    json_t *root = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, &err);
+    return load_decoded(name, root, &err, out);
 }
