@@ -76,6 +76,9 @@ void lq_mckp_solution_free(lq_mckp_solution *s);
 typedef struct lq_store lq_store;
 
 lq_status lq_store_open(const char *path, lq_store **out);   /* creates file and schema */
+/* The same with another busy timeout: how long a write waits for another process's write lock
+ * before failing with a message that names the store (0: fail at once). */
+lq_status lq_store_open_with_timeout(const char *path, int busy_timeout_ms, lq_store **out);
 void lq_store_close(lq_store *s);
 const char *lq_store_path(const lq_store *s);
 

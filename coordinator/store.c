@@ -4,8 +4,9 @@
  * Why each write takes BEGIN IMMEDIATE rather than a plain BEGIN: a deferred transaction that
  * reads first and then writes can fail with SQLITE_BUSY at the write without the busy handler
  * being able to help (its snapshot is stale); taking the write lock up front makes a second
- * writer wait on the 60 s busy timeout instead. The checks a write depends on (is the tensor
- * registered, does the row exist) run inside the same transaction, so they cannot go stale.
+ * writer wait on the busy timeout (60 s unless the caller chose another) instead. The checks
+ * a write depends on (is the tensor registered, does the row exist) run inside the same
+ * transaction, so they cannot go stale.
  *
  * One lq_store is for one thread at a time; separate processes or threads open their own. */
 #include "lq_coord.h"
@@ -21,7 +22,7 @@
 #include "lq_store_sql.h"   /* generated from schemas/store.sql: lq_store_sql, LQ_STORE_SCHEMA_VERSION */
 
 /* long enough for a second writer's whole run of work between its commits */
-#define LQ_STORE_BUSY_TIMEOUT_MS 60000
+#define LQ_STORE_DEFAULT_BUSY_TIMEOUT_MS 60000
 
 #define LQ_STORE_NOW "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
@@ -80,6 +81,7 @@ static const char *const statement_sql[ST_COUNT] = {
 struct lq_store {
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT];
+    int busy_timeout_ms;     /* for messages: how long a write waited before giving up */
     char path[];
 };
 
@@ -114,8 +116,18 @@ static lq_status db_fail(const lq_store *s, int rc, const char *fmt, ...) {
     if (primary == SQLITE_NOTADB)
         return lq_fail(LQ_ERR_FORMAT, "%s: %s: not a SQLite database, so not a liftquant store (%s)",
                        s->path, what, msg);
+    /* the two a running job meets from outside, each with what to do about it; every
+     * committed result survives both, so the answer is always to rerun */
+    if (primary == SQLITE_BUSY)
+        return lq_fail(status_of(rc), "%s: %s: %s: another process held the store's write lock "
+                       "longer than the %.3g s busy timeout; committed results are kept, rerun "
+                       "when it is done", s->path, what, msg, s->busy_timeout_ms / 1000.0);
+    if (primary == SQLITE_FULL)
+        return lq_fail(status_of(rc), "%s: %s: %s%s%s: no space left for the store (or its -wal "
+                       "file); committed results are kept, free space and rerun", s->path, what,
+                       msg, os_errno ? ", " : "", os_errno ? strerror(os_errno) : "");
     if (os_errno && (primary == SQLITE_CANTOPEN || primary == SQLITE_IOERR ||
-                     primary == SQLITE_READONLY || primary == SQLITE_FULL))
+                     primary == SQLITE_READONLY))
         return lq_fail(status_of(rc), "%s: %s: %s (%s)", s->path, what, msg, strerror(os_errno));
     return lq_fail(status_of(rc), "%s: %s: %s", s->path, what, msg);
 }
@@ -262,7 +274,7 @@ static lq_status ensure_schema(lq_store *s) {
 }
 
 static lq_status configure(lq_store *s) {
-    int rc = sqlite3_busy_timeout(s->db, LQ_STORE_BUSY_TIMEOUT_MS);
+    int rc = sqlite3_busy_timeout(s->db, s->busy_timeout_ms);
     if (rc != SQLITE_OK) return db_fail(s, rc, "setting the busy timeout");
 
     /* the first statement reads the file header, so this is where a non-database file fails */
@@ -297,13 +309,20 @@ static lq_status configure(lq_store *s) {
 }
 
 lq_status lq_store_open(const char *path, lq_store **out) {
+    return lq_store_open_with_timeout(path, LQ_STORE_DEFAULT_BUSY_TIMEOUT_MS, out);
+}
+
+lq_status lq_store_open_with_timeout(const char *path, int busy_timeout_ms, lq_store **out) {
     if (!out) return lq_fail(LQ_ERR_ARG, "lq_store_open: out is NULL");
     *out = NULL;
     if (!path || !path[0]) return lq_fail(LQ_ERR_ARG, "lq_store_open: empty store path");
+    if (busy_timeout_ms < 0)
+        return lq_fail(LQ_ERR_ARG, "%s: busy timeout %d ms is negative", path, busy_timeout_ms);
     size_t len = strlen(path);
     lq_store *s = calloc(1, sizeof *s + len + 1);
     if (!s) return lq_fail(LQ_ERR_NOMEM, "%s: out of memory opening the store", path);
     memcpy(s->path, path, len + 1);
+    s->busy_timeout_ms = busy_timeout_ms;
 
     int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     lq_status status = rc == SQLITE_OK ? configure(s)

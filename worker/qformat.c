@@ -572,7 +572,15 @@ lq_status lq_quantized_save(const lq_model *m, const char *out_dir, const char *
         goto done;
     }
     if ((st = write_files(&s, tmp, extra_json))) {
-        remove_output_dir(tmp);
+        /* a full disk reports "write failed" about a file inside OUT.tmp; the message says
+         * what that means for OUT, and keeps the cause even when the clean-up fails too */
+        char cause[1024];
+        snprintf(cause, sizeof cause, "%s", lq_last_error());
+        int removed = remove_output_dir(tmp) == LQ_OK;
+        st = lq_fail(st, "%s: not written (%s %s; %s): %s", out, tmp,
+                     removed ? "removed" : "could not be removed, remove it by hand",
+                     target != DIR_ABSENT ? "the previous output is as it was" : "nothing else changed",
+                     cause);
         goto done;
     }
     if (s.rounded_modules)
