@@ -116,17 +116,26 @@ static void client_close(client *c) {
 /* Sends one message of n frames and waits for the reply (malloc'ed, NUL-terminated) or
  * reports why none came. */
 static char *client_call(client *c, const char *const *frames, const size_t *lens, int n) {
-    for (int i = 0; i < n; i++)
-        if (zmq_send(c->sock, frames[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0) < 0) {
-            fprintf(stderr, TOOL ": sending to %s: %s\n", c->o->endpoint, zmq_strerror(zmq_errno()));
-            return NULL;
-        }
     double deadline = lq_seconds() + c->o->timeout;
+    /* a REQ socket blocks in send while it has no usable connection, which is the state a
+     * refused handshake leaves it in: send without waiting, and watch the monitor meanwhile */
+    int sent = 0;
     for (;;) {
         double left = deadline - lq_seconds();
         if (left <= 0) break;
+        if (!sent) {
+            if (zmq_send(c->sock, frames[0], lens[0], (n > 1 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) >= 0) {
+                for (int i = 1; i < n; i++)   /* once the first frame is queued, the rest follow */
+                    zmq_send(c->sock, frames[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0);
+                sent = 1;
+            } else if (zmq_errno() != EAGAIN) {
+                fprintf(stderr, TOOL ": sending to %s: %s\n", c->o->endpoint, zmq_strerror(zmq_errno()));
+                return NULL;
+            }
+        }
         zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->monitor, 0, ZMQ_POLLIN, 0}};
-        int got = zmq_poll(items, 2, (long)(left * 1000) + 1);
+        long wait_ms = sent ? (long)(left * 1000) + 1 : 20;
+        int got = zmq_poll(items, 2, wait_ms);
         if (got < 0 && zmq_errno() != EINTR) break;
         if (got > 0 && (items[1].revents & ZMQ_POLLIN)) {
             zmq_msg_t ev;
@@ -158,7 +167,7 @@ static char *client_call(client *c, const char *const *frames, const size_t *len
                                      : "the server requires CurveZMQ: pass --server-key and --key");
             return NULL;
         }
-        if (got > 0 && (items[0].revents & ZMQ_POLLIN)) {
+        if (sent && got > 0 && (items[0].revents & ZMQ_POLLIN)) {
             zmq_msg_t reply;
             zmq_msg_init(&reply);
             if (zmq_msg_recv(&reply, c->sock, 0) < 0) {
@@ -175,8 +184,9 @@ static char *client_call(client *c, const char *const *frames, const size_t *len
             return text;
         }
     }
-    fprintf(stderr, TOOL ": no reply from %s within %g s (is lqd running there? a CurveZMQ server "
-            "gives no answer to a client without keys)\n", c->o->endpoint, c->o->timeout);
+    fprintf(stderr, TOOL ": %s %s within %g s (is lqd running there? a CurveZMQ server "
+            "gives no answer to a client without keys)\n", sent ? "no reply from" : "no connection to",
+            c->o->endpoint, c->o->timeout);
     return NULL;
 }
 
