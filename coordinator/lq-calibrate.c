@@ -57,8 +57,10 @@ static int g_rank, g_size;
 /* ---- options ------------------------------------------------------------------------------- */
 typedef struct {
     const char *model, *tokenizer, *out, *budget, *calib, *db, *lattice_dir, *configs_text;
-    const char *kv_dtype, *reserve, *measure, *encoder, *eval_text, *transport;
+    const char *kv_dtype, *reserve, *measure, *encoder, *eval_text, *transport, *progress, *bar;
+    int progress_remote;
     long nsamples, seqlen, seed, steps, ctx, batch, eval_ctx, eval_windows;
+    long db_timeout;          /* seconds a store write waits for another writer's lock */
     double target_bits;
     int n_configs;
     int D[MAX_CONFIGS], d[MAX_CONFIGS];
@@ -89,6 +91,8 @@ static void usage(FILE *out) {
             "  --reserve SIZE      runtime reserve counted in the budget (default 0)\n"
             "  --db FILE           the SQLite store (default OUT's parent/liftquant-store/store.db;\n"
             "                      blobs go next to it)\n"
+            "  --db-timeout S      seconds a store write waits while another process holds the\n"
+            "                      store's write lock, then fails naming it (default 60)\n"
             "  --measure M         error the solver minimises: stream (default), output, relative\n"
             "                      (docs/CALIBRATE.md)\n"
             "  --steps N           LiftQuant correction steps (default 100)\n"
@@ -100,7 +104,15 @@ static void usage(FILE *out) {
             "  --eval-text FILE    after writing OUT, its perplexity on FILE (lq-eval ppl's\n"
             "                      protocol, docs/EVAL.md) with --eval-ctx N (default 512 or the\n"
             "                      model's context) over --eval-windows N windows (default all)\n"
-            "  --help              this text\n",
+            "  --progress ENDPOINT publish progress events (JSON, schemas/progress.json) on a\n"
+            "                      ZeroMQ endpoint, e.g. tcp://127.0.0.1:5557 or ipc:///tmp/lq.sock;\n"
+            "                      watch with lq-watch ENDPOINT\n"
+            "  --progress-remote   allow a --progress endpoint beyond loopback\n"
+            "  --bar WHEN          progress bar on stderr: auto (default: when stderr is a\n"
+            "                      terminal), on, off (one line per event); under mpirun stderr\n"
+            "                      is a pipe, so a terminal needs --bar on (or lq-watch)\n"
+            "  --help              this text\n"
+            "",
             LQ_DEFAULT_CALIB, LQ_DEFAULT_LATTICE_DIR);
 }
 
@@ -139,8 +151,9 @@ static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->lattice_dir = LQ_DEFAULT_LATTICE_DIR, o->configs_text = DEFAULT_CONFIGS;
     o->kv_dtype = "f16", o->reserve = "0", o->measure = "stream", o->encoder = "exact";
-    o->transport = "mpi";
+    o->transport = "mpi", o->bar = "auto";
     o->nsamples = 128, o->seqlen = 512, o->seed = 42, o->steps = 100, o->ctx = 4096, o->batch = 1;
+    o->db_timeout = 60;
     o->target_bits = -1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -169,6 +182,9 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--encoder")) TAKE(o->encoder);
         else if (!strcmp(a, "--eval-text")) TAKE(o->eval_text);
         else if (!strcmp(a, "--transport")) TAKE(o->transport);
+        else if (!strcmp(a, "--progress")) TAKE(o->progress);
+        else if (!strcmp(a, "--progress-remote")) o->progress_remote = 1;
+        else if (!strcmp(a, "--bar")) TAKE(o->bar);
         else if (!strcmp(a, "--eval-ctx")) TAKE_LONG(o->eval_ctx, 2, 1 << 20);
         else if (!strcmp(a, "--eval-windows")) TAKE_LONG(o->eval_windows, 1, 1L << 40);
         else if (!strcmp(a, "--nsamples")) TAKE_LONG(o->nsamples, 1, 1 << 20);
@@ -177,6 +193,7 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--steps")) TAKE_LONG(o->steps, 0, 1 << 20);
         else if (!strcmp(a, "--ctx")) TAKE_LONG(o->ctx, 1, 1L << 30);
         else if (!strcmp(a, "--batch")) TAKE_LONG(o->batch, 1, 1L << 20);
+        else if (!strcmp(a, "--db-timeout")) TAKE_LONG(o->db_timeout, 0, 86400);
         else if (!strcmp(a, "--target-bits")) {
             if (!lq_arg_double(TOOL, a, v, 0.01, 64.0, &o->target_bits)) return 2;
             i++;
@@ -205,6 +222,14 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     lq_link_kind kind;
     if (lq_link_kind_from_name(o->transport, &kind) != LQ_OK) {
+        fprintf(stderr, TOOL ": %s\n", lq_last_error());
+        return 2;
+    }
+    if (strcmp(o->bar, "auto") && strcmp(o->bar, "on") && strcmp(o->bar, "off")) {
+        fprintf(stderr, TOOL ": --bar %s: expected auto, on or off\n", o->bar);
+        return 2;
+    }
+    if (o->progress && lq_progress_endpoint_check(o->progress, "--progress", o->progress_remote)) {
         fprintf(stderr, TOOL ": %s\n", lq_last_error());
         return 2;
     }
@@ -341,8 +366,8 @@ typedef struct {
     uint8_t *done;            /* n_tensors × n_configs */
     /* progress */
     int64_t todo, received;
-    double t_start;
-    int tty;
+    double t_job, t_start;    /* the job's start, the measure stage's start */
+    lq_progress *progress;    /* renders on stderr; publishes with --progress */
     int stop_after;           /* test hook: LQ_CALIBRATE_STOP_AFTER */
 } coordinator;
 
@@ -377,7 +402,7 @@ static lq_status open_run(coordinator *co) {
     }
     if ((st = parent_dir(db, co->store_dir, sizeof co->store_dir)) || (st = mkdir_p(co->store_dir)))
         return lq_fail_context(st, "--db %s", db);
-    if ((st = lq_store_open(db, &co->store))) return st;
+    if ((st = lq_store_open_with_timeout(db, (int)(o->db_timeout * 1000), &co->store))) return st;
     char key[64];
     json_t *settings = NULL;
     if ((st = run_key(o, key, sizeof key, &settings))) return st;
@@ -444,6 +469,14 @@ typedef struct {
     char host[64];
 } result_message;
 
+/* An event with the job's counters filled in; the caller adds what its stage knows. */
+static void progress_event(const coordinator *co, lq_stage stage, lq_progress_event *ev) {
+    lq_progress_event_init(ev, stage);
+    ev->run = co->run_id;
+    ev->done = co->received, ev->total = co->todo;
+    ev->elapsed_s = lq_seconds() - co->t_job;
+}
+
 static lq_status store_result(coordinator *co, const result_message *msg) {
     const options *o = co->o;
     const lq_candidate_result *r = &msg->r;
@@ -465,15 +498,16 @@ static lq_status store_result(coordinator *co, const result_message *msg) {
     lq_status st = lq_store_put_result(co->store, co->run_id, &row);
     if (st) return st;
     co->received++;
-    double elapsed = lq_seconds() - co->t_start;
-    double eta = elapsed / (double)co->received * (double)(co->todo - co->received);
-    if (co->tty)
-        fprintf(stderr, "\r" TOOL ": %lld/%lld results, %.0f s elapsed, ~%.0f s left   ",
-                (long long)co->received, (long long)co->todo, elapsed, eta);
-    else
-        fprintf(stderr, TOOL ": [%lld/%lld] %s %s: relative output error %.5f, %.1f s on %s; "
-                "~%.0f s left\n", (long long)co->received, (long long)co->todo, module, row.config,
-                r->rel_error, r->seconds, msg->host, eta);
+    lq_progress_event ev;
+    progress_event(co, LQ_STAGE_MEASURE, &ev);
+    ev.eta_s = (lq_seconds() - co->t_start) / (double)co->received * (double)(co->todo - co->received);
+    ev.layer = r->tensor / N_LINEARS;
+    snprintf(ev.tensor, sizeof ev.tensor, "%s", module);
+    snprintf(ev.config, sizeof ev.config, "%s", row.config);
+    snprintf(ev.host, sizeof ev.host, "%s", msg->host);
+    ev.error = r->rel_error, ev.seconds = r->seconds;
+    ev.bytes = (int64_t)(r->code_bytes + r->side_bytes);
+    lq_progress_publish(co->progress, &ev);
     if (co->stop_after > 0 && co->received >= co->stop_after) {
         fprintf(stderr, "\n" TOOL ": LQ_CALIBRATE_STOP_AFTER=%d reached: aborting as a crash would\n",
                 co->stop_after);
@@ -494,6 +528,7 @@ static lq_status receive_results(coordinator *co, int n_workers) {
             if (flag) break;
             struct timespec pause = {0, 20 * 1000 * 1000};
             nanosleep(&pause, NULL);
+            lq_progress_tick(co->progress);
         }
         if (status.MPI_TAG == TAG_RESULT) {
             result_message msg;
@@ -515,7 +550,6 @@ static lq_status receive_results(coordinator *co, int n_workers) {
                            status.MPI_TAG, status.MPI_SOURCE);
         }
     }
-    if (co->tty) fprintf(stderr, "\n");
     return LQ_OK;
 }
 
@@ -801,7 +835,7 @@ static void print_report(coordinator *co, const solved *sv, uint64_t file_bytes)
 }
 
 /* The held-out check: OUT loaded back as the runtime loads it, scored as lq-eval ppl scores. */
-static lq_status check_perplexity(const options *o) {
+static lq_status check_perplexity(const options *o, double *ppl) {
     lq_model *q = NULL;
     lq_status st = lq_load_any_model(o->out, NULL, &q);
     if (st) return st;
@@ -810,8 +844,8 @@ static lq_status check_perplexity(const options *o) {
     po.ctx = (int)o->eval_ctx, po.max_windows = o->eval_windows;
     po.text_flag = "--eval-text", po.ctx_flag = "--eval-ctx";
     lq_ppl_result r;
-    fprintf(stderr, TOOL ": perplexity of %s on %s ...\n", o->out, o->eval_text);
     st = lq_perplexity(q, o->eval_text, &po, &r);
+    if (!st) *ppl = r.ppl;
     if (!st)
         printf("perplexity on %s: %.4f (ctx %d, %zu of %zu windows, %zu tokens, %.1f s)\n",
                o->eval_text, r.ppl, r.ctx, r.windows, r.windows_total, r.tokens, r.seconds);
@@ -829,6 +863,10 @@ static lq_status finish(coordinator *co) {
         return st;
     }
     double t_solve = lq_seconds() - t0;
+    lq_progress_event ev;
+    progress_event(co, LQ_STAGE_SOLVE, &ev);
+    ev.budget_bytes = (int64_t)sv.capacity;
+    lq_progress_publish(co->progress, &ev);
     if ((st = assemble(co, &sv))) {
         solved_free(&sv);
         return st;
@@ -837,6 +875,10 @@ static lq_status finish(coordinator *co) {
     snprintf(path, sizeof path, "%s/model.safetensors", o->out);
     struct stat sb;
     uint64_t file_bytes = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    progress_event(co, LQ_STAGE_ASSEMBLE, &ev);
+    ev.bytes = (int64_t)file_bytes;
+    snprintf(ev.out, sizeof ev.out, "%s", o->out);
+    lq_progress_publish(co->progress, &ev);
     print_report(co, &sv, file_bytes);
     if (o->budget && file_bytes + sv.kv + sv.reserve > sv.budget)
         st = lq_fail(LQ_ERR_INTERNAL, "%s holds %llu bytes, over the budget's room for weights: the "
@@ -854,11 +896,36 @@ static lq_status finish(coordinator *co) {
         fprintf(stderr, TOOL ": wrote %s (solve %.2f s, assemble %.2f s)\n", o->out, t_solve,
                 lq_seconds() - t0 - t_solve);
     solved_free(&sv);
-    if (!st && o->eval_text) st = check_perplexity(o);
+    double ppl = -1;
+    if (!st && o->eval_text) {
+        progress_event(co, LQ_STAGE_EVAL, &ev);
+        snprintf(ev.out, sizeof ev.out, "%s", o->out);
+        lq_progress_publish(co->progress, &ev);
+        st = check_perplexity(o, &ppl);
+    }
+    if (!st) {
+        progress_event(co, LQ_STAGE_DONE, &ev);
+        ev.bytes = (int64_t)file_bytes, ev.perplexity = ppl;
+        snprintf(ev.out, sizeof ev.out, "%s", o->out);
+        lq_progress_publish(co->progress, &ev);
+    }
     return st;
 }
 
 /* ---- main -------------------------------------------------------------------------------------- */
+/* The last event of a failed job: rendered on stderr like every event ("failed after N s: the
+ * error") and published for watchers; printed plainly when progress itself could not start. */
+static void fail_job(coordinator *co) {
+    if (!co->progress) {
+        fprintf(stderr, TOOL ": %s\n", lq_last_error());
+        return;
+    }
+    lq_progress_event ev;
+    progress_event(co, LQ_STAGE_FAILED, &ev);
+    snprintf(ev.message, sizeof ev.message, "%s", lq_last_error());
+    lq_progress_publish(co->progress, &ev);
+}
+
 static lq_status prepare(coordinator *co, plan_header *plan) {
     const options *o = co->o;
     lq_status st = check_paths(o);
@@ -916,16 +983,23 @@ int main(int argc, char **argv) {
     coordinator co;
     memset(&co, 0, sizeof co);
     co.o = &o;
-    co.tty = isatty(2);
+    co.t_job = lq_seconds();
     const char *stop = getenv("LQ_CALIBRATE_STOP_AFTER");
     co.stop_after = stop ? atoi(stop) : 0;
     plan_header plan;
     memset(&plan, 0, sizeof plan);
     if (g_rank == 0) {
-        st = prepare(&co, &plan);
+        int bar = !strcmp(o.bar, "on") || (!strcmp(o.bar, "auto") && isatty(2));
+        st = lq_progress_open(o.progress, o.progress_remote, stderr, bar, TOOL, &co.progress);
+        if (!st) st = prepare(&co, &plan);
         if (st) {
-            fprintf(stderr, TOOL ": %s\n", lq_last_error());
+            fail_job(&co);
             plan.status = 1;
+        } else {
+            co.todo = plan.todo;
+            lq_progress_event ev;
+            progress_event(&co, LQ_STAGE_PREPARE, &ev);
+            lq_progress_publish(co.progress, &ev);
         }
     }
     MPI_Bcast(&plan, sizeof plan, MPI_BYTE, 0, MPI_COMM_WORLD);
@@ -940,7 +1014,6 @@ int main(int argc, char **argv) {
         if (g_rank == 0) {
             fprintf(stderr, TOOL ": %lld results to measure on %d worker(s)\n",
                     (long long)plan.todo, n_workers);
-            co.todo = plan.todo;
             co.t_start = lq_seconds();
         }
         /* the workers: rank 0 alone with -n 1, else ranks 1..N-1 in rank order */
@@ -963,14 +1036,15 @@ int main(int argc, char **argv) {
         if (workers != MPI_COMM_NULL) MPI_Comm_free(&workers);
         if (g_rank == 0 && st) {
             /* a worker's failure (or the store's) ends the job; rerunning resumes */
-            fprintf(stderr, "\n" TOOL ": %s\n", lq_last_error());
+            fail_job(&co);
+            lq_progress_close(co.progress);
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
     }
     if (!rc && g_rank == 0) {
         st = finish(&co);
         if (st) {
-            fprintf(stderr, TOOL ": %s\n", lq_last_error());
+            fail_job(&co);
             rc = 1;
         }
     }
@@ -979,6 +1053,7 @@ int main(int argc, char **argv) {
         free(co.done);
         lq_model_free(co.model);
         lq_store_close(co.store);
+        lq_progress_close(co.progress);
     }
     lattice_set_free(&ls);
     MPI_Finalize();

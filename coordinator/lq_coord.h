@@ -10,6 +10,7 @@
 #include "lq_common.h"
 
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---- sizes and budgets (budget.c) ---------------------------------------------------------
  * "24GiB", "1.5 GB", "512MiB", "4096", "3KB": a non-negative decimal number, optional spaces,
@@ -122,5 +123,64 @@ typedef struct {
 } lq_store_solve_info;
 lq_status lq_store_put_assignment(lq_store *s, int64_t run, const lq_store_solve_info *info,
                                   const char *const *configs, int n);
+
+/* ---- progress events (progress.c, schemas/progress.json) ----------------------------------
+ * Rank 0 publishes one JSON event per stage change and per committed result on a ZeroMQ
+ * endpoint (--progress), and renders the same events on its own stderr: a bar redrawn in place
+ * on a terminal, one plain line per event otherwise (a log file or a Slurm output file).
+ * lq-watch parses the JSON back into the struct and renders it with the same function, so both
+ * views say the same thing. Numbers that are unknown hold a negative value and are left out of
+ * the JSON. */
+typedef enum {
+    LQ_STAGE_PREPARE, LQ_STAGE_MEASURE, LQ_STAGE_SOLVE, LQ_STAGE_ASSEMBLE, LQ_STAGE_EVAL,
+    LQ_STAGE_DONE, LQ_STAGE_FAILED
+} lq_stage;
+const char *lq_stage_name(lq_stage s);
+
+typedef struct {
+    int64_t seq;             /* set by lq_progress_publish */
+    double time;             /* Unix seconds; set by lq_progress_publish */
+    int64_t run;
+    lq_stage stage;
+    int64_t done, total;
+    double elapsed_s, eta_s; /* eta_s < 0: unknown */
+    int layer;               /* < 0: none */
+    char tensor[96], config[16], host[64];
+    double error, seconds;   /* < 0: none */
+    int64_t bytes, budget_bytes;   /* < 0: none */
+    double perplexity;       /* <= 0: none */
+    char out[1024], message[1024];
+} lq_progress_event;
+
+/* An event with nothing known: every optional number negative, strings empty. */
+void lq_progress_event_init(lq_progress_event *ev, lq_stage stage);
+/* The event as one compact JSON object (malloc'ed; free()). */
+lq_status lq_progress_event_json(const lq_progress_event *ev, char **out);
+/* Parses one message (not NUL-terminated, any bytes) into *ev; a message that is not a valid
+ * version-1 event is LQ_ERR_FORMAT naming the field at fault. */
+lq_status lq_progress_event_parse(const char *bytes, size_t len, lq_progress_event *ev);
+/* Writes the event to f as `tool: ...`: on a terminal (tty != 0) a bar line redrawn in place for
+ * measure events and a finished line for the others; otherwise one line per event. *bar_open
+ * (start at 0) remembers that a bar line waits for its newline. */
+void lq_progress_render(FILE *f, int tty, const char *tool, const lq_progress_event *ev,
+                        int *bar_open);
+
+/* Loopback (tcp://127.x.x.x, tcp://localhost, tcp://[::1]) and ipc:// endpoints are always
+ * allowed; anything else only with allow_remote, since events name the model and output paths. */
+lq_status lq_progress_endpoint_check(const char *endpoint, const char *flag, int allow_remote);
+
+typedef struct lq_progress lq_progress;
+/* endpoint NULL: render only. The PUB side is an XPUB socket, so that a subscriber joining late
+ * is sent the latest event at once instead of waiting for the next one. */
+lq_status lq_progress_open(const char *endpoint, int allow_remote, FILE *render_to, int tty,
+                           const char *tool, lq_progress **out);
+/* Stamps seq and time, renders, publishes. Never fails the job: progress is advisory, so a send
+ * error is logged once and publishing stops. */
+void lq_progress_publish(lq_progress *p, lq_progress_event *ev);
+/* Republishes the latest event (a heartbeat while waiting) and answers new subscribers. */
+void lq_progress_tick(lq_progress *p);
+/* Answers subscriptions for 0.3 s more (a watcher started with a short job sees how it ended),
+ * flushes queued events (waits at most 1 s for slow subscribers) and frees. NULL is fine. */
+void lq_progress_close(lq_progress *p);
 
 #endif

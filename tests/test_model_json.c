@@ -281,7 +281,7 @@ static void test_tokenizer_gpt2_smollm2(void **state) {
 static void test_tokenizer_odd_bytes(void **state) {
     (void)state;
     /* token 3 is not UTF-8, token 4 holds a NUL (as a llama2.c file may), token 5 scores −inf */
-    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xff\xfe", "a\0b", "\xe2\x96\x81" "a",
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xff\xfe", "a\0b", ("\xe2\x96\x81" "a"),
                                        "a", "b", "<0x41>"};
     const int n = (int)(sizeof toks / sizeof toks[0]);
     lq_tokenizer_spec spec = {.kind = LQ_TOKENIZER_SPM, .n_tokens = n, .tokens = toks,
