@@ -209,11 +209,29 @@ for k in 1 2 3; do
     [ "$(launches "$st" "$k")" = 1 ] || fail "job $k was launched $(launches "$st" "$k") times (want 1)"
     [ -s "$tmp/r$k/model.safetensors" ] || fail "job $k wrote no model"
 done
-# killed together with its job: the job is requeued and resumes from its store
+# nothing lost: the adopted job's bytes equal an uninterrupted direct run's
+direct_run() {   # direct_run OUT SEED: lq-calibrate as lqd runs it, without lqd
+    mpirun --oversubscribe -n 2 "$calibrate" --model "$model" --tokenizer "$tok" --out "$1" \
+        --target-bits 4 --db "$1.store/store.db" "${medium[@]}" --seed "$2" >/dev/null 2>"$1.err" ||
+        fail "direct lq-calibrate: $(tail -3 "$1.err")"
+}
+same_bytes() {
+    for f in config.json model.safetensors tokenizer.liftquant.json; do
+        cmp -s "$1/$f" "$2/$f" || fail "$3: $f differs from an uninterrupted direct run"
+    done
+}
+direct_run "$tmp/rd1" 1
+same_bytes "$tmp/r1" "$tmp/rd1" "job 1 (adopted across the restart)"
+# killed together with its job: the job is requeued, resumes from its store, and ends with the
+# bytes of an uninterrupted run
 fl submit --model "$model" --tokenizer "$tok" --out "$tmp/r4" --budget 4bits --db "$tmp/rs/store4.db" \
-    -- "${slow[@]}" >/dev/null 2>&1 || fail "restart: submit 4"
+    -- "${medium[@]}" --seed 4 >/dev/null 2>&1 || fail "restart: submit 4"
 wait_state 4 30 running
-sleep 1
+# mid-run: once the store holds its first result (of 70)
+for _ in $(seq 600); do
+    [ "$(sqlite3 "$tmp/rs/store4.db" "SELECT count(*) FROM results" 2>/dev/null || echo 0)" -ge 1 ] && break
+    sleep 0.05
+done
 kill -9 "$lqd_pid"
 kill -9 $(tagged "$st" 4)
 wait "$lqd_pid" 2>/dev/null
@@ -222,9 +240,10 @@ start_lqd "$st" "$ep" --calibrate "$calibrate" --max-running 1
 grep -q "job 4 requeued: its process vanished" "$st.log" || fail "job 4 not requeued: $(tail -5 "$st.log")"
 wait_state 4 10 running
 [ "$(launches "$st" 4)" = 2 ] || fail "requeued job 4 should be on its second launch: $(launches "$st" 4)"
-fl cancel 4 >/dev/null 2>&1 || fail "cancel 4"
-for _ in $(seq 50); do [ -z "$(tagged "$st" 4)" ] && break; sleep 0.2; done
-[ -z "$(tagged "$st" 4)" ] || fail "job 4's processes still run after cancel"
+wait_state 4 120 done
+[ "$(launches "$st" 4)" = 2 ] || fail "job 4 was launched $(launches "$st" 4) times (want 2)"
+direct_run "$tmp/rd4" 4
+same_bytes "$tmp/r4" "$tmp/rd4" "job 4 (killed with lqd, requeued)"
 kill -TERM "$lqd_pid"
 wait "$lqd_pid"
 

@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: install dependencies if needed, then build and run
 # every CTest test twice, once optimised (build/) and once with AddressSanitizer and
 # UndefinedBehaviorSanitizer (build-asan/, CPU only), then fuzz every parser for a bounded
-# time with libFuzzer (build-fuzz/, clang).
+# time with libFuzzer (build-fuzz/, clang; bench/fuzz.sh runs them for longer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,10 +40,10 @@ cmake -S . -B build-asan -DLQ_SHARED_DATA_DIR="$data" -DLQ_SANITIZE=ON -DCMAKE_B
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ctest --output-on-failure -j2)
 
-echo "== libFuzzer build (build-fuzz/): every parser fuzzed for 20 s"
+echo "== libFuzzer build (build-fuzz/): every parser fuzzed for 10 s"
 # clang with -fsanitize=fuzzer,address,undefined; each fuzzer starts from a fresh copy of the
 # committed seeds (bench/fuzz.sh), and any crash, leak, timeout or out-of-memory fails CI
 CC=clang cmake -S . -B build-fuzz -DLQ_SHARED_DATA_DIR="$data" -DLQ_FUZZ=ON -DLQ_SANITIZE=ON \
     -DCMAKE_BUILD_TYPE=Debug -DLQ_CUDA=OFF
 cmake --build build-fuzz -j "$jobs" --target lq_fuzzers
-FUZZ_RUNS=-1 FUZZ_MAX_TIME=20 FUZZ_RSS_MB=2048 bash bench/fuzz.sh build-fuzz
+FUZZ_RUNS=-1 FUZZ_MAX_TIME=10 FUZZ_RSS_MB=2048 bash bench/fuzz.sh build-fuzz
