@@ -18,17 +18,7 @@ text="$data/tinystories/tinystories_val_a.txt"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 source "$(dirname "$0")/cli_lib.sh"
-export OMP_WAIT_POLICY=passive
-# CI runs as root; Open MPI refuses that unless told; one BLAS/OpenMP thread per rank keeps
-# four ranks from fighting over two cores
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 LQ_THREADS=1 OMP_NUM_THREADS=1
-export OPENBLAS_NUM_THREADS=1
-# under the sanitizer build: Open MPI's own leaks are suppressed, ours are not (lsan_mpi.supp)
-export OMPI_MCA_mca_base_component_disable_dlclose=1
-# full stacks for every allocation: Open MPI and OpenBLAS lack frame pointers, and a one-frame
-# stack would hide the library a leak belongs to
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
-export LSAN_OPTIONS="suppressions=$(cd "$(dirname "$0")" && pwd)/lsan_mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+mpi_test_env
 
 tail -c +100001 "$text" > "$tmp/calib.txt"
 head -c 20000 "$text" > "$tmp/eval.txt"

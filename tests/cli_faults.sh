@@ -28,14 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 source "$(dirname "$0")/cli_lib.sh"
-export OMP_WAIT_POLICY=passive
-# as cli_calibrate.sh: Open MPI as root, one BLAS/OpenMP thread per rank, Open MPI's own leaks
-# suppressed under the sanitizer build (lsan_mpi.supp), full malloc stacks so ours are not
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 LQ_THREADS=1 OMP_NUM_THREADS=1
-export OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_mca_base_component_disable_dlclose=1
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
-export LSAN_OPTIONS="suppressions=$(cd "$(dirname "$0")" && pwd)/lsan_mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+mpi_test_env
 
 tail -c +100001 "$text" > "$tmp/calib.txt"
 # the same job as cli_calibrate.sh: 35 linears × 3 configs = 105 results

@@ -28,14 +28,9 @@ cleanup() {
 }
 trap cleanup EXIT
 source "$(dirname "$0")/cli_lib.sh"
-export OMP_WAIT_POLICY=passive
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 LQ_THREADS=1 OMP_NUM_THREADS=1
-export OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_mca_base_component_disable_dlclose=1
 # the clients' own options: the 1,000-client loop would take minutes with slow unwinding
 client_asan="${ASAN_OPTIONS:-}"
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
-export LSAN_OPTIONS="suppressions=$(cd "$(dirname "$0")" && pwd)/lsan_mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+mpi_test_env
 unset LQ_FLEET_ENDPOINT
 
 tail -c +100001 "$text" > "$tmp/calib.txt"

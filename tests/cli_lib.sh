@@ -22,3 +22,19 @@ finish() {
     fi
     echo "$1: all checks passed"
 }
+
+# The environment of every test that runs lq-calibrate under mpirun: CI runs as root, which Open
+# MPI refuses unless told; one BLAS/OpenMP thread per rank keeps several ranks from fighting
+# over two cores; under the sanitizer build Open MPI's own leaks are suppressed (lsan_mpi.supp)
+# and ours are not, with full stacks for every allocation (Open MPI and OpenBLAS lack frame
+# pointers, and a one-frame stack would hide the library a leak belongs to).
+mpi_test_env() {
+    local here
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+    export OMP_WAIT_POLICY=passive
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 LQ_THREADS=1 OMP_NUM_THREADS=1
+    export OPENBLAS_NUM_THREADS=1
+    export OMPI_MCA_mca_base_component_disable_dlclose=1
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+    export LSAN_OPTIONS="suppressions=$here/lsan_mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+}

@@ -24,14 +24,8 @@ cleanup() { bash "$cluster/slurm-local.sh" stop "$state" >/dev/null 2>&1; rm -rf
 trap cleanup EXIT
 source "$here/cli_lib.sh"
 
-# as tests/cli_calibrate.sh: Open MPI as root, one thread per rank, Open MPI's leaks suppressed
-# under the sanitizer build. sbatch hands this environment to the jobs.
-export OMP_WAIT_POLICY=passive
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 LQ_THREADS=1 OMP_NUM_THREADS=1
-export OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_mca_base_component_disable_dlclose=1
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
-export LSAN_OPTIONS="suppressions=$here/lsan_mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# sbatch hands this environment to the jobs
+mpi_test_env
 export LQ_CALIBRATE="$calibrate"
 # a job's wall-time limit in this test (an ASan build is several times slower than Release)
 job_limit="${LQ_SLURM_TEST_JOB_TIMEOUT:-400}"
