@@ -274,19 +274,6 @@ char *lq_fleet_error_reply(const char *message) {
     return text;
 }
 
-int lq_fleet_endpoint_is_loopback(const char *endpoint) {
-    if (!strncmp(endpoint, "ipc://", 6) || !strncmp(endpoint, "inproc://", 9)) return 1;
-    if (strncmp(endpoint, "tcp://", 6)) return 0;
-    const char *host = endpoint + 6;
-    /* a "source;destination" connect form names another host */
-    if (strchr(host, ';')) return 0;
-    if (!strncmp(host, "localhost:", 10) || !strncmp(host, "[::1]:", 6)) return 1;
-    if (strncmp(host, "127.", 4)) return 0;
-    for (const char *p = host + 4; *p && *p != ':'; p++)
-        if (!((*p >= '0' && *p <= '9') || *p == '.')) return 0;
-    return strchr(host, ':') != NULL;
-}
-
 static json_t *string_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
 lq_status lq_job_json(const lq_job *j, char **out) {

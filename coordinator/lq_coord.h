@@ -165,6 +165,10 @@ lq_status lq_progress_event_parse(const char *bytes, size_t len, lq_progress_eve
 void lq_progress_render(FILE *f, int tty, const char *tool, const lq_progress_event *ev,
                         int *bar_open);
 
+/* 1 when a ZeroMQ endpoint cannot be reached from another host: ipc://, inproc://, and tcp://
+ * on 127.x.x.x, localhost or [::1] with a port (not the "source;destination" form). Both
+ * --progress and lqd's --listen decide with it. */
+int lq_endpoint_is_local(const char *endpoint);
 /* Loopback (tcp://127.x.x.x, tcp://localhost, tcp://[::1]) and ipc:// endpoints are always
  * allowed; anything else only with allow_remote, since events name the model and output paths. */
 lq_status lq_progress_endpoint_check(const char *endpoint, const char *flag, int allow_remote);

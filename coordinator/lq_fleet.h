@@ -14,6 +14,7 @@
 #define LQ_FLEET_H
 
 #include "lq_common.h"
+#include "lq_coord.h"   /* lq_endpoint_is_local */
 
 #include <stdint.h>
 
@@ -54,9 +55,7 @@ lq_status lq_fleet_request_json(const lq_fleet_request *req, char **out);
 /* {"ok":false,"error":message}, malloc'ed; never fails (falls back to a static text copy). */
 char *lq_fleet_error_reply(const char *message);
 
-/* Loopback endpoints: tcp with host 127.x.x.x, localhost or [::1], and ipc and inproc ones.
- * Everything else (a wildcard host, 0.0.0.0, another name or address) is remote. */
-int lq_fleet_endpoint_is_loopback(const char *endpoint);
+/* Loopback or not: lq_endpoint_is_local() in lq_coord.h, shared with lq-calibrate --progress. */
 
 /* Reads a Z85 key file (40 characters, surrounding white space ignored) into 32 bytes; the
  * message names the file. */

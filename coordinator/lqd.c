@@ -961,7 +961,7 @@ static int parse_options(int argc, char **argv, options *o) {
         fprintf(stderr, TOOL ": --curve-secret and --curve-clients go together\n");
         return 0;
     }
-    if (!o->curve_secret && !lq_fleet_endpoint_is_loopback(o->listen)) {
+    if (!o->curve_secret && !lq_endpoint_is_local(o->listen)) {
         fprintf(stderr, TOOL ": --listen %s is not a loopback endpoint: a remote endpoint needs "
                 "CurveZMQ, --curve-secret FILE and --curve-clients DIR (keys from lq-fleet keygen)\n",
                 o->listen);

@@ -206,9 +206,12 @@ void lq_progress_render(FILE *f, int tty, const char *tool, const lq_progress_ev
 }
 
 /* ---- the publisher ---------------------------------------------------------------------------- */
-static int is_loopback_tcp(const char *endpoint) {
+int lq_endpoint_is_local(const char *endpoint) {
+    if (!strncmp(endpoint, "ipc://", 6) || !strncmp(endpoint, "inproc://", 9)) return 1;
     if (strncmp(endpoint, "tcp://", 6)) return 0;
     const char *host = endpoint + 6;
+    /* ZeroMQ's "source;destination" form names a second host */
+    if (strchr(host, ';')) return 0;
     const char *colon = strrchr(host, ':');
     if (!colon || colon == host || !colon[1]) return 0;
     size_t n = (size_t)(colon - host);
@@ -223,7 +226,7 @@ lq_status lq_progress_endpoint_check(const char *endpoint, const char *flag, int
     if (!endpoint || !*endpoint) return lq_fail(LQ_ERR_ARG, "%s: empty endpoint", flag);
     if (strncmp(endpoint, "tcp://", 6) && strncmp(endpoint, "ipc://", 6))
         return lq_fail(LQ_ERR_ARG, "%s %s: expected tcp://HOST:PORT or ipc://PATH", flag, endpoint);
-    if (!allow_remote && strncmp(endpoint, "ipc://", 6) && !is_loopback_tcp(endpoint))
+    if (!allow_remote && !lq_endpoint_is_local(endpoint))
         return lq_fail(LQ_ERR_ARG,
                        "%s %s: not a loopback address; events name the model and output paths, "
                        "so publishing beyond this host needs --progress-remote (or use "

@@ -203,19 +203,19 @@ static void test_budgets_and_endpoints(void **state) {
     expect_error(lq_fleet_budget_parse("4 bits", &flag, value, sizeof value), LQ_ERR_FORMAT, "(0, 32]");
     expect_error(lq_fleet_budget_parse("", &flag, value, sizeof value), LQ_ERR_FORMAT, "expected a size");
 
-    assert_true(lq_fleet_endpoint_is_loopback("tcp://127.0.0.1:5590"));
-    assert_true(lq_fleet_endpoint_is_loopback("tcp://127.1.2.3:1"));
-    assert_true(lq_fleet_endpoint_is_loopback("tcp://localhost:5590"));
-    assert_true(lq_fleet_endpoint_is_loopback("tcp://[::1]:5590"));
-    assert_true(lq_fleet_endpoint_is_loopback("ipc:///tmp/lqd.sock"));
-    assert_false(lq_fleet_endpoint_is_loopback("tcp://0.0.0.0:5590"));
-    assert_false(lq_fleet_endpoint_is_loopback("tcp://*:5590"));
-    assert_false(lq_fleet_endpoint_is_loopback("tcp://10.0.0.5:5590"));
-    assert_false(lq_fleet_endpoint_is_loopback("tcp://127.0.0.1.evil.com:5590"));
-    assert_false(lq_fleet_endpoint_is_loopback("tcp://eth0:5590"));
-    assert_false(lq_fleet_endpoint_is_loopback("tcp://127.0.0.1"));
-    assert_false(lq_fleet_endpoint_is_loopback("udp://127.0.0.1:5590"));
-    assert_false(lq_fleet_endpoint_is_loopback("tcp://127.0.0.1:1;10.0.0.5:5590"));
+    assert_true(lq_endpoint_is_local("tcp://127.0.0.1:5590"));
+    assert_true(lq_endpoint_is_local("tcp://127.1.2.3:1"));
+    assert_true(lq_endpoint_is_local("tcp://localhost:5590"));
+    assert_true(lq_endpoint_is_local("tcp://[::1]:5590"));
+    assert_true(lq_endpoint_is_local("ipc:///tmp/lqd.sock"));
+    assert_false(lq_endpoint_is_local("tcp://0.0.0.0:5590"));
+    assert_false(lq_endpoint_is_local("tcp://*:5590"));
+    assert_false(lq_endpoint_is_local("tcp://10.0.0.5:5590"));
+    assert_false(lq_endpoint_is_local("tcp://127.0.0.1.evil.com:5590"));
+    assert_false(lq_endpoint_is_local("tcp://eth0:5590"));
+    assert_false(lq_endpoint_is_local("tcp://127.0.0.1"));
+    assert_false(lq_endpoint_is_local("udp://127.0.0.1:5590"));
+    assert_false(lq_endpoint_is_local("tcp://127.0.0.1:1;10.0.0.5:5590"));
 }
 
 static const char *temp_path(const char *name) {
