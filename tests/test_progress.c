@@ -114,7 +114,8 @@ static void test_endpoint_policy(void **state) {
     for (size_t i = 0; i < sizeof local / sizeof *local; i++)
         assert_int_equal(lq_progress_endpoint_check(local[i], "--progress", 0), LQ_OK);
     const char *remote[] = {"tcp://0.0.0.0:5557", "tcp://*:5557", "tcp://10.0.0.1:5557",
-                            "tcp://127.0.0.1.evil.com:5", "tcp://localhost.example:5", "tcp://eth0:5"};
+                            "tcp://127.0.0.1.evil.com:5", "tcp://localhost.example:5", "tcp://eth0:5",
+                            "tcp://127.0.0.1:1;10.0.0.5:5557"};
     for (size_t i = 0; i < sizeof remote / sizeof *remote; i++) {
         assert_int_equal(lq_progress_endpoint_check(remote[i], "--progress", 0), LQ_ERR_ARG);
         assert_non_null(strstr(lq_last_error(), "--progress-remote"));
