@@ -15,6 +15,7 @@
 #include "model.h"
 
 #include <jansson.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -50,7 +51,13 @@ static lq_status cfg_num(const char *path, const json_t *o, const char *key, dou
     double x = json_number_value(v);
     if (!isfinite(x) || x <= 0)
         return lq_fail(LQ_ERR_RANGE, "%s: key '%s' = %g must be positive", path, key, x);
-    *out = (float)x;
+    /* the value is kept as a float: one beyond its range would become inf or 0 (found by
+     * fuzz_config_json: a high_freq_factor of 2e88 came back as inf, which JSON cannot write) */
+    float f = (float)x;
+    if (!isfinite(f) || f <= 0)
+        return lq_fail(LQ_ERR_RANGE, "%s: key '%s' = %g is outside a float's positive range "
+                       "(%g to %g)", path, key, x, (double)FLT_MIN, (double)FLT_MAX);
+    *out = f;
     return LQ_OK;
 }
 
