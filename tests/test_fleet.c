@@ -218,14 +218,6 @@ static void test_budgets_and_endpoints(void **state) {
     assert_false(lq_endpoint_is_local("tcp://127.0.0.1:1;10.0.0.5:5590"));
 }
 
-static const char *temp_path(const char *name) {
-    static char buffers[4][PATH_MAX + 64];
-    static int next;
-    char *buffer = buffers[next++ % 4];
-    snprintf(buffer, sizeof buffers[0], "%s/%s", temp_dir, name);
-    return buffer;
-}
-
 static int64_t add_job(lq_fleet_queue *q, const char *out, const char *fingerprint) {
     lq_job j = {.model = "/m.bin", .budget = "4bits", .out = (char *)out, .db = "/s/store.db",
                 .args_json = "[\"--steps\",\"3\"]", .fingerprint = (char *)fingerprint,

@@ -31,14 +31,6 @@
 #error "LQ_TEST_DATA_DIR must name tests/data"
 #endif
 
-static const char *temp_path(const char *name) {
-    static char buffers[4][PATH_MAX + 64];
-    static int next;
-    char *buffer = buffers[next++ % 4];
-    snprintf(buffer, sizeof buffers[0], "%s/%s", temp_dir, name);
-    return buffer;
-}
-
 static const char *data_path(const char *name) {
     static char buffer[PATH_MAX];
     snprintf(buffer, sizeof buffer, "%s/%s", LQ_TEST_DATA_DIR, name);

@@ -29,14 +29,6 @@
 #endif
 #define TOK512 LQ_SHARED_DATA "/llama2c-stories260K/tok512.bin"
 
-static const char *temp_path(const char *name) {
-    static char buf[4][PATH_MAX + 64];
-    static int next;
-    char *b = buf[next++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", temp_dir, name);
-    return b;
-}
-
 /* ---- model config ------------------------------------------------------------------------ */
 static void assert_same_config(const lq_model_config *a, const lq_model_config *b) {
     assert_string_equal(a->arch, b->arch);

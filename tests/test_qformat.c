@@ -35,14 +35,6 @@
 #define STORIES LQ_SHARED_DATA "/llama2c-stories260K/stories260K.bin"
 #define TOK512 LQ_SHARED_DATA "/llama2c-stories260K/tok512.bin"
 
-static const char *temp_path(const char *name) {
-    static char buf[8][PATH_MAX + 64];
-    static int next;
-    char *b = buf[next++ % 8];
-    snprintf(b, sizeof buf[0], "%s/%s", temp_dir, name);
-    return b;
-}
-
 static int have_data(void) {
     if (access(STORIES, R_OK) == 0 && access(TOK512, R_OK) == 0) return 1;
     print_message("shared data not found under %s: skipping\n", LQ_SHARED_DATA);

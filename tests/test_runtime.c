@@ -73,14 +73,6 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-static const char *temp_path(const char *name) {
-    static char buf[4][PATH_MAX + 64];
-    static int next;
-    char *b = buf[next++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", temp_dir, name);
-    return b;
-}
-
 static void write_bytes(const char *path, const void *data, size_t len) {
     FILE *fp = fopen(path, "wb");
     assert_non_null(fp);

@@ -24,15 +24,6 @@
 
 /* ---- fixture and file helpers ---------------------------------------------------------- */
 /* Path of `name` inside the temp dir; a few rotating buffers so several can be live. */
-static const char *temp_path(const char *name) {
-    static char buffers[4][PATH_MAX + 64];
-    static int next;
-    char *buffer = buffers[next++ % 4];
-    int n = snprintf(buffer, sizeof buffers[0], "%s/%s", temp_dir, name);
-    assert_true(n > 0 && (size_t)n < sizeof buffers[0]);
-    return buffer;
-}
-
 static void make_subdir(const char *name) { assert_int_equal(mkdir(temp_path(name), 0755), 0); }
 
 static unsigned char *read_file(const char *path, size_t *len) {

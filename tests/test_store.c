@@ -28,15 +28,6 @@
     } while (0)
 
 /* Path of `name` inside the temp dir; a few rotating buffers so several can be live. */
-static const char *temp_path(const char *name) {
-    static char buffers[4][PATH_MAX + 64];
-    static int next;
-    char *buffer = buffers[next++ % 4];
-    int n = snprintf(buffer, sizeof buffers[0], "%s/%s", temp_dir, name);
-    assert_true(n > 0 && (size_t)n < sizeof buffers[0]);
-    return buffer;
-}
-
 static lq_store *open_store(const char *path) {
     lq_store *s = NULL;
     lq_status st = lq_store_open(path, &s);

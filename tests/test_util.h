@@ -41,6 +41,17 @@ static LQ_TEST_UNUSED int remove_temp_dir(void **state) {
     return nftw(temp_dir, lq_test_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* NAME inside the scratch directory; eight rotating buffers so one call's arguments can hold
+ * several paths at once. */
+static LQ_TEST_UNUSED const char *temp_path(const char *name) {
+    static char buffers[8][PATH_MAX + 64];
+    static int next;
+    char *buffer = buffers[next++ % 8];
+    int n = snprintf(buffer, sizeof buffers[0], "%s/%s", temp_dir, name);
+    assert_true(n > 0 && (size_t)n < sizeof buffers[0]);
+    return buffer;
+}
+
 /* d × D entries N(0, 1/D): the scale of a trained mapping matrix */
 static LQ_TEST_UNUSED float *random_matrix(int d, int D, uint64_t seed) {
     lq_rng r;
