@@ -44,10 +44,20 @@ grep -q "model.layers.0.self_attn.q_proj" "$tmp/inspect.txt" || fail "lq-inspect
 grep -q "16/8" "$tmp/inspect.txt" || fail "lq-inspect does not show the config"
 "$run" --model "$tmp/lq" --temp 0 -n 32 >"$tmp/gen.txt" 2>"$tmp/gen.err" || fail "lq-run: $(cat "$tmp/gen.err")"
 [ -s "$tmp/gen.txt" ] || fail "lq-run printed nothing"
-# the same command gives the same bytes
-"$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
+# the same command on one thread gives the same bytes and the same per-module errors (a job
+# requeued onto a node with fewer cores must not change the model); only the timing differs
+LQ_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+    "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
     --config 16/8 --steps 20 --out "$tmp/lq2" >/dev/null 2>&1 || fail "second run"
-cmp -s "$tmp/lq/model.safetensors" "$tmp/lq2/model.safetensors" || fail "two runs differ"
+cmp -s "$tmp/lq/model.safetensors" "$tmp/lq2/model.safetensors" || fail "runs on 2 and 1 threads differ"
+python3 - "$tmp/lq/config.json" "$tmp/lq2/config.json" <<'PY' || fail "config.json differs between 2 and 1 threads"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+for c in (a, b):
+    c["quantization_config"].pop("quantize_seconds")
+if a != b:
+    sys.exit(1)
+PY
 
 # ---- baselines through the same tool and runtime ------------------------------------------
 "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \

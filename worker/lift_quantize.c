@@ -100,11 +100,13 @@ static float round_f16(float x) {
 typedef struct {
     int oc, t1, t2, t3, D, d, E;
     float *C, *Q1, *Q1t, *Pt, *P, *What, *Delta, *G, *Qg, *Qgt, *dQ1t, *dQ1, *dC;
+    double *row_loss; /* oc: per-row terms, summed in row order whatever the thread count */
 } lift_work;
 
 static void work_free(lift_work *k) {
     free(k->C), free(k->Q1), free(k->Q1t), free(k->Pt), free(k->P), free(k->What), free(k->Delta),
         free(k->G), free(k->Qg), free(k->Qgt), free(k->dQ1t), free(k->dQ1), free(k->dC);
+    free(k->row_loss);
     memset(k, 0, sizeof *k);
 }
 
@@ -115,9 +117,10 @@ static lq_status work_init(lift_work *k, const lq_lift_weights *w) {
     size_t ok = (size_t)k->oc * k->t1 * k->t3, oe = (size_t)k->oc * k->E;
     k->C = malloc(ok * sizeof(float));
     k->dC = malloc(ok * sizeof(float));
+    k->row_loss = malloc((size_t)k->oc * sizeof(double));
     float **e_arrays[] = {&k->Q1, &k->Q1t, &k->Pt, &k->P, &k->What, &k->Delta, &k->G, &k->Qg,
                           &k->Qgt, &k->dQ1t, &k->dQ1};
-    int bad = !k->C || !k->dC;
+    int bad = !k->C || !k->dC || !k->row_loss;
     for (size_t i = 0; i < sizeof e_arrays / sizeof *e_arrays; i++) {
         *e_arrays[i] = malloc(oe * sizeof(float));
         bad |= !*e_arrays[i];
@@ -176,13 +179,17 @@ static double loss_grad(lift_work *k, const lq_lift_weights *w, const float *Y, 
     for (size_t i = 0; i < (size_t)oc * E; i++) k->Delta[i] = k->What[i] - W[i];
     /* G = Δ·H (H symmetric); loss = Σ Δ ⊙ G; dL/dŴ = 2G/norm */
     lq_gemm_f32(0, 0, oc, E, E, 1.0f, k->Delta, E, H, E, 0.0f, k->G, E);
-    double loss = 0.0;
-#pragma omp parallel for reduction(+ : loss) schedule(static)
+    /* Not an OpenMP reduction: its partial sums follow the thread count, and the correction keeps
+     * the iterate with the least loss, so a last-bit difference could pick another iterate and
+     * change the model's bytes between a 1-thread and a 2-thread run of the same job. */
+#pragma omp parallel for schedule(static)
     for (int r = 0; r < oc; r++) {
         double acc = 0.0;
         for (int c = 0; c < E; c++) acc += (double)k->Delta[(size_t)r * E + c] * k->G[(size_t)r * E + c];
-        loss += acc;
+        k->row_loss[r] = acc;
     }
+    double loss = 0.0;
+    for (int r = 0; r < oc; r++) loss += k->row_loss[r];
     loss /= norm;
     if (!g_scale && !g_a1inv && !g_tl && !g_tr && !g_a2inv && !g_y) return loss;
     float two = (float)(2.0 / norm);
