@@ -2,7 +2,8 @@
 # The fleet service (issue 6): lqd and lq-fleet end to end on stories260K with the local
 # launcher. A job runs to done and writes the same bytes as lq-calibrate run directly; status
 # lists it; a queued and a running job are cancelled; lqd killed with -9 while three jobs wait
-# is restarted and each job is launched exactly once in all; 1,000 malformed requests each get a
+# is restarted and each job is launched exactly once in all (with the local launcher and with
+# Slurm's, on a private single-node Slurm); 1,000 malformed requests each get a
 # clear error and lqd still answers; with CurveZMQ, 1,000 clients with unknown keys or none are
 # refused and a listed one is served; a non-loopback endpoint without keys is refused at start;
 # a manifest skips what is done and resubmits a model whose file changed.
@@ -341,6 +342,20 @@ if LQ_SLURM_CPUS="$cpus" bash "$cluster/slurm-local.sh" start "$tmp/slurm" >"$tm
         sleep 0.2
     done
     case "$(squeue -h -j "$slow_id" -o %T 2>/dev/null)" in ""|CANCELLED) ;; *) fail "slurm: job $slow_id still $(squeue -h -j "$slow_id" -o %T) after cancel" ;; esac
+    section "the Slurm launcher: lqd killed with -9 while a Slurm job runs"
+    # lqd killed with -9 while a Slurm job runs: the restarted lqd adopts it by its Slurm id,
+    # it is launched once, and its bytes equal an uninterrupted direct run's
+    fl submit --model "$model" --tokenizer "$tok" --out "$tmp/sl3" --budget 4bits --db "$tmp/ss/store3.db" \
+        -- "${medium[@]}" --seed 3 >/dev/null 2>&1 || fail "slurm: submit 3"
+    wait_state 3 60 running
+    kill -9 "$lqd_pid"
+    wait "$lqd_pid" 2>/dev/null
+    start_lqd "$st" "$ep" --calibrate "$calibrate" --launcher slurm --sbatch-script "$cluster/lq-calibrate.sbatch"
+    grep -q "job 3 adopted (slurm job" "$st.log" || fail "slurm: job 3 was not adopted at restart: $(tail -5 "$st.log")"
+    wait_state 3 120 done
+    [ "$(launches "$st" 3)" = 1 ] || fail "slurm: job 3 was launched $(launches "$st" 3) times (want 1)"
+    direct_run "$tmp/sd3" 3
+    same_bytes "$tmp/sl3" "$tmp/sd3" "slurm job 3 (adopted across an lqd kill -9)"
     kill -TERM "$lqd_pid"
     wait "$lqd_pid"
     bash "$cluster/slurm-local.sh" stop "$tmp/slurm" >/dev/null 2>&1
