@@ -3,7 +3,8 @@
 # launcher. A job runs to done and writes the same bytes as lq-calibrate run directly; status
 # lists it; a queued and a running job are cancelled; lqd killed with -9 while three jobs wait
 # is restarted and each job is launched exactly once in all (with the local launcher and with
-# Slurm's, on a private single-node Slurm); 1,000 malformed requests each get a
+# Slurm's, on a private single-node Slurm, where lqd also dies between sbatch and recording
+# the job's id); 1,000 malformed requests each get a
 # clear error and lqd still answers; with CurveZMQ, 1,000 clients with unknown keys or none are
 # refused and a listed one is served; a non-loopback endpoint without keys is refused at start;
 # a manifest skips what is done and resubmits a model whose file changed.
@@ -345,17 +346,39 @@ if LQ_SLURM_CPUS="$cpus" bash "$cluster/slurm-local.sh" start "$tmp/slurm" >"$tm
     section "the Slurm launcher: lqd killed with -9 while a Slurm job runs"
     # lqd killed with -9 while a Slurm job runs: the restarted lqd adopts it by its Slurm id,
     # it is launched once, and its bytes equal an uninterrupted direct run's
+    # (seeds 1 and 4: the direct runs of the restart section above are the references)
     fl submit --model "$model" --tokenizer "$tok" --out "$tmp/sl3" --budget 4bits --db "$tmp/ss/store3.db" \
-        -- "${medium[@]}" --seed 3 >/dev/null 2>&1 || fail "slurm: submit 3"
+        -- "${medium[@]}" --seed 1 >/dev/null 2>&1 || fail "slurm: submit 3"
     wait_state 3 60 running
     kill -9 "$lqd_pid"
     wait "$lqd_pid" 2>/dev/null
     start_lqd "$st" "$ep" --calibrate "$calibrate" --launcher slurm --sbatch-script "$cluster/lq-calibrate.sbatch"
-    grep -q "job 3 adopted (slurm job" "$st.log" || fail "slurm: job 3 was not adopted at restart: $(tail -5 "$st.log")"
+    grep -q "job 3 adopted (slurm job [0-9]*)" "$st.log" || fail "slurm: job 3 was not adopted at restart: $(tail -5 "$st.log")"
     wait_state 3 120 done
     [ "$(launches "$st" 3)" = 1 ] || fail "slurm: job 3 was launched $(launches "$st" 3) times (want 1)"
-    direct_run "$tmp/sd3" 3
-    same_bytes "$tmp/sl3" "$tmp/sd3" "slurm job 3 (adopted across an lqd kill -9)"
+    same_bytes "$tmp/sl3" "$tmp/rd1" "slurm job 3 (adopted across an lqd kill -9)"
+    section "the Slurm launcher: lqd killed between sbatch and recording the job's id"
+    # an sbatch that submits, then kills lqd before it reads the id: the restarted lqd finds the
+    # job by its name (lqd-JOB-LAUNCH) and adopts it instead of submitting it again
+    mkdir -p "$tmp/killer-bin"
+    printf '#!/bin/sh\nout="$(%q "$@")" || exit $?\nkill -9 $PPID\necho "$out"\n' "$(command -v sbatch)" \
+        >"$tmp/killer-bin/sbatch"
+    chmod +x "$tmp/killer-bin/sbatch"
+    kill -TERM "$lqd_pid"
+    wait "$lqd_pid"
+    PATH="$tmp/killer-bin:$PATH" start_lqd "$st" "$ep" --calibrate "$calibrate" --launcher slurm \
+        --sbatch-script "$cluster/lq-calibrate.sbatch"
+    fl submit --model "$model" --tokenizer "$tok" --out "$tmp/sl4" --budget 4bits --db "$tmp/ss/store4.db" \
+        -- "${medium[@]}" --seed 4 >/dev/null 2>&1 || fail "slurm: submit 4"
+    for _ in $(seq 100); do kill -0 "$lqd_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$lqd_pid" 2>/dev/null && fail "slurm: the killing sbatch did not stop lqd"
+    wait "$lqd_pid" 2>/dev/null
+    start_lqd "$st" "$ep" --calibrate "$calibrate" --launcher slurm --sbatch-script "$cluster/lq-calibrate.sbatch"
+    grep -q "job 4 adopted (slurm job [0-9]*, found by name lqd-4-1)" "$st.log" ||
+        fail "slurm: job 4 was not adopted by name: $(tail -5 "$st.log")"
+    wait_state 4 120 done
+    [ "$(launches "$st" 4)" = 1 ] || fail "slurm: job 4 was launched $(launches "$st" 4) times (want 1)"
+    same_bytes "$tmp/sl4" "$tmp/rd4" "slurm job 4 (adopted by name)"
     kill -TERM "$lqd_pid"
     wait "$lqd_pid"
     bash "$cluster/slurm-local.sh" stop "$tmp/slurm" >/dev/null 2>&1
