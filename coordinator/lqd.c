@@ -70,8 +70,9 @@ typedef struct {
     int n_client_keys;
 } daemon_state;
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, reload_requested;
 static void on_signal(int sig) { stop_requested = sig; }
+static void on_hangup(int sig) { (void)sig, reload_requested = 1; }
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -93,7 +94,8 @@ static void usage(FILE *out) {
             "  --sbatch-script FILE  batch script for --launcher slurm (default %s);\n"
             "                        it gets lq-calibrate's flags as its arguments\n"
             "  --help                this text\n"
-            "SIGTERM or SIGINT stop lqd; running jobs keep running and are adopted at restart.\n",
+            "SIGTERM or SIGINT stop lqd; running jobs keep running and are adopted at restart.\n"
+            "SIGHUP re-reads --curve-clients (a client added or removed without a restart).\n",
             LQ_DEFAULT_SBATCH_SCRIPT);
 }
 
@@ -899,28 +901,52 @@ static void serve_zap(daemon_state *d, void *zap) {
     for (int i = 0; i < n; i++) zmq_msg_close(&parts[i]);
 }
 
-static lq_status load_client_keys(daemon_state *d, const char *dir_path) {
+/* Every *.pub in dir_path into a new array; on failure *keys_out is untouched. */
+static lq_status load_client_keys(const char *dir_path, uint8_t (**keys_out)[32], int *n_out) {
     DIR *dir = opendir(dir_path);
     if (!dir) return lq_fail(LQ_ERR_IO, "--curve-clients %s: %s", dir_path, strerror(errno));
+    uint8_t (*keys)[32] = NULL;
+    int n = 0;
     lq_status st = LQ_OK;
     for (struct dirent *e; !st && (e = readdir(dir));) {
         size_t len = strlen(e->d_name);
         if (len < 5 || strcmp(e->d_name + len - 4, ".pub")) continue;
         char path[PATH_MAX + 256];
         snprintf(path, sizeof path, "%s/%s", dir_path, e->d_name);
-        uint8_t (*grown)[32] = realloc(d->client_keys, (size_t)(d->n_client_keys + 1) * sizeof *grown);
+        uint8_t (*grown)[32] = realloc(keys, (size_t)(n + 1) * sizeof *grown);
         if (!grown) {
             st = lq_fail(LQ_ERR_NOMEM, "--curve-clients: out of memory");
             break;
         }
-        d->client_keys = grown;
-        st = lq_fleet_key_load(path, d->client_keys[d->n_client_keys]);
-        if (!st) d->n_client_keys++;
+        keys = grown;
+        st = lq_fleet_key_load(path, keys[n]);
+        if (!st) n++;
     }
     closedir(dir);
-    if (!st && d->n_client_keys == 0)
+    if (!st && n == 0)
         st = lq_fail(LQ_ERR_NOT_FOUND, "--curve-clients %s: no client key files (*.pub) in it", dir_path);
-    return st;
+    if (st) {
+        free(keys);
+        return st;
+    }
+    *keys_out = keys;
+    *n_out = n;
+    return LQ_OK;
+}
+
+/* SIGHUP: the new list replaces the old only when it loads whole, so a half-edited key
+ * directory never locks every client out of a running daemon. */
+static void reload_client_keys(daemon_state *d) {
+    uint8_t (*keys)[32];
+    int n;
+    if (load_client_keys(d->o.curve_clients, &keys, &n)) {
+        log_line("SIGHUP: %s; keeping the %d client key(s) loaded before", lq_last_error(), d->n_client_keys);
+        return;
+    }
+    free(d->client_keys);
+    d->client_keys = keys;
+    d->n_client_keys = n;
+    log_line("SIGHUP: %d client key(s) loaded from %s", n, d->o.curve_clients);
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -1024,7 +1050,7 @@ int main(int argc, char **argv) {
 
     uint8_t secret[32];
     if (d.o.curve_secret && (lq_fleet_key_load(d.o.curve_secret, secret) ||
-                             load_client_keys(&d, d.o.curve_clients))) {
+                             load_client_keys(d.o.curve_clients, &d.client_keys, &d.n_client_keys))) {
         fprintf(stderr, TOOL ": %s\n", lq_last_error());
         free(d.client_keys);
         return 1;
@@ -1065,6 +1091,9 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction hup = {0};
+    hup.sa_handler = on_hangup;
+    sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     log_line("listening on %s (%s), state %s, launcher %s, max running %ld", d.o.listen,
@@ -1077,6 +1106,11 @@ int main(int argc, char **argv) {
         if (n < 0 && zmq_errno() != EINTR) {
             log_line("poll: %s", zmq_strerror(zmq_errno()));
             break;
+        }
+        if (reload_requested) {
+            reload_requested = 0;
+            if (zap) reload_client_keys(&d);
+            else log_line("SIGHUP: no --curve-clients to re-read (no authentication on %s)", d.o.listen);
         }
         if (n > 0 && zap && (items[1].revents & ZMQ_POLLIN)) serve_zap(&d, zap);
         if (n > 0 && (items[0].revents & ZMQ_POLLIN)) serve_request(&d, sock);

@@ -6,8 +6,9 @@
 # Slurm's, on a private single-node Slurm, where lqd also dies between sbatch and recording
 # the job's id); 1,000 malformed requests each get a
 # clear error and lqd still answers; with CurveZMQ, 1,000 clients with unknown keys or none are
-# refused and a listed one is served; a non-loopback endpoint without keys is refused at start;
-# a manifest skips what is done and resubmits a model whose file changed.
+# refused and a listed one is served, and SIGHUP re-reads the keys; a non-loopback endpoint
+# without keys is refused at start; a manifest skips what is done and resubmits a model whose
+# file changed.
 # Usage: cli_fleet.sh LQD LQ_FLEET LQ_CALIBRATE SHARED_DATA_DIR
 set -u
 lqd="$1"
@@ -277,6 +278,26 @@ kill -0 "$lqd_pid" || fail "lqd died under unauthenticated clients"
 echo "cli_fleet: 1000 unauthenticated clients refused in $(python3 -c "print(f'{$end - $start:.1f}')") s"
 [ "$(grep -c 'refused a connection from 127.0.0.1: unknown client key' "$st.log")" = 500 ] ||
     fail "lqd did not log each refused key"
+# SIGHUP re-reads the client keys: a key added to the directory is served after it, and a
+# directory left with no keys keeps the previous list rather than locking everyone out
+stranger=(--server-key "$tmp/keys/server.pub" --key "$tmp/keys/stranger.key")
+cp "$tmp/keys/stranger.pub" "$tmp/keys/clients/"
+"$fleet" --endpoint "$ep" --timeout 10 "${stranger[@]}" status >/dev/null 2>&1 && fail "a new key was served before SIGHUP"
+hangup_then() {   # hangup_then LOG_LINE: SIGHUP, then wait for lqd to log the line
+    kill -HUP "$lqd_pid"
+    for _ in $(seq 50); do grep -q "$1" "$st.log" && return 0; sleep 0.1; done
+    fail "no '$1' after SIGHUP: $(tail -3 "$st.log")"
+}
+hangup_then "SIGHUP: 2 client key(s) loaded from $tmp/keys/clients"
+"$fleet" --endpoint "$ep" --timeout 10 "${stranger[@]}" status >/dev/null 2>"$tmp/s.err" ||
+    fail "a key added before SIGHUP is not served: $(cat "$tmp/s.err")"
+mkdir "$tmp/keys/held" && mv "$tmp/keys/clients/"*.pub "$tmp/keys/held/"
+hangup_then "no client key files (\*.pub) in it; keeping the 2 client key(s) loaded before"
+"$fleet" --endpoint "$ep" "${client_keys[@]}" status >/dev/null 2>&1 || fail "an empty key directory locked alice out"
+mv "$tmp/keys/held/alice.pub" "$tmp/keys/clients/"
+hangup_then "SIGHUP: 1 client key(s) loaded"
+"$fleet" --endpoint "$ep" --timeout 10 "${stranger[@]}" status >/dev/null 2>&1 && fail "a key removed before SIGHUP is still served"
+"$fleet" --endpoint "$ep" "${client_keys[@]}" status >/dev/null 2>&1 || fail "alice is not served after the last SIGHUP"
 kill -TERM "$lqd_pid"
 wait "$lqd_pid"
 client_endpoint=
