@@ -148,6 +148,15 @@ static void test_config_hf_defaults_and_errors(void **state) {
     json_object_set_new(j, "liftquant_qk_norm", json_string("yes"));
     assert_int_equal(lq_model_config_from_json("x/config.json", j, &c), LQ_ERR_FORMAT);
     assert_non_null(strstr(lq_last_error(), "liftquant_qk_norm"));
+    json_object_set_new(j, "liftquant_qk_norm", json_true());
+    /* numbers a float cannot hold: too large (inf) and too small (0) are refused by name */
+    json_object_set_new(j, "rope_theta", json_real(1e50));
+    expect_error(lq_model_config_from_json("x/config.json", j, &c), LQ_ERR_RANGE,
+                 "key 'rope_theta' = 1e+50 is outside a float's positive range");
+    json_object_set_new(j, "rope_theta", json_real(10000.0));
+    json_object_set_new(j, "rms_norm_eps", json_real(1e-60));
+    expect_error(lq_model_config_from_json("x/config.json", j, &c), LQ_ERR_RANGE,
+                 "key 'rms_norm_eps' = 1e-60 is outside a float's positive range");
     json_decref(j);
 
     lq_model_config bad = base_config("llama");
