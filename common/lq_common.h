@@ -42,8 +42,13 @@ uint16_t lq_f32_to_bf16(float f);
 lq_status lq_convert_to_f32(lq_dtype src_type, const void *src, float *dst, size_t n);
 lq_status lq_convert_from_f32(lq_dtype dst_type, const float *src, void *dst, size_t n);
 
+/* Reads a whole file into *data (malloc'ed, free(); not NUL-terminated) and its length. */
+lq_status lq_read_file(const char *path, char **data, size_t *size);
+
 /* Writes `len` bytes to path atomically: path.tmp.<pid>, fsync, rename, fsync(dir). */
 lq_status lq_write_file_atomic(const char *path, const void *data, size_t len);
+/* The same with the new file's permission bits (before the umask), e.g. 0600 for a secret. */
+lq_status lq_write_file_atomic_mode(const char *path, const void *data, size_t len, unsigned mode);
 
 /* FNV-1a 64 of a buffer, and of a whole file (equal for equal bytes). */
 uint64_t lq_checksum64(const void *data, size_t len);

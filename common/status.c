@@ -40,12 +40,50 @@ void lq_log(lq_log_level level, const char *fmt, ...) {
     fprintf(stderr, "[%s] %s\n", tag[level], line);
 }
 
+/* ---- whole-file read ------------------------------------------------------------------ */
+lq_status lq_read_file(const char *path, char **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return lq_fail(errno == ENOENT ? LQ_ERR_NOT_FOUND : LQ_ERR_IO, "%s: cannot open: %s", path,
+                       strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) {
+            fclose(fp);
+            return lq_fail(LQ_ERR_NOMEM, "%s: out of memory", path);
+        }
+        len += fread(buf + len, 1, cap - len, fp);
+        if (len < cap) break;
+        char *bigger = realloc(buf, cap * 2);
+        if (!bigger) free(buf);
+        buf = bigger;
+        cap *= 2;
+    }
+    int failed = ferror(fp);
+    fclose(fp);
+    if (failed) {
+        free(buf);
+        return lq_fail(LQ_ERR_IO, "%s: read error", path);
+    }
+    *data = buf;
+    *size = len;
+    return LQ_OK;
+}
+
 /* ---- atomic write ---------------------------------------------------------------------- */
 lq_status lq_write_file_atomic(const char *path, const void *data, size_t len) {
+    return lq_write_file_atomic_mode(path, data, len, 0644);
+}
+
+lq_status lq_write_file_atomic_mode(const char *path, const void *data, size_t len, unsigned mode) {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return lq_fail(LQ_ERR_ARG, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* created with its final mode, so a secret is never readable by others, not even briefly */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
     if (fd < 0) return lq_fail(LQ_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     const char *p = data;
     size_t left = len;

@@ -318,46 +318,14 @@ void lq_tokenizer_free(lq_tokenizer *t) {
 }
 
 /* ---- llama2.c tok*.bin --------------------------------------------------------------------- */
-static lq_status read_whole_file(const char *path, unsigned char **data, size_t *size) {
-    *data = NULL;
-    *size = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return lq_fail(errno == ENOENT ? LQ_ERR_NOT_FOUND : LQ_ERR_IO, "%s: cannot open: %s", path,
-                       strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    unsigned char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            fclose(fp);
-            return lq_fail(LQ_ERR_NOMEM, "%s: out of memory", path);
-        }
-        len += fread(buf + len, 1, cap - len, fp);
-        if (len < cap) break;
-        unsigned char *bigger = realloc(buf, cap * 2);
-        if (!bigger) free(buf);
-        buf = bigger;
-        cap *= 2;
-    }
-    int failed = ferror(fp);
-    fclose(fp);
-    if (failed) {
-        free(buf);
-        return lq_fail(LQ_ERR_IO, "%s: read error", path);
-    }
-    *data = buf;
-    *size = len;
-    return LQ_OK;
-}
-
 lq_status lq_tokenizer_load_llama2c(const char *path, int vocab_size, lq_tokenizer **out) {
     *out = NULL;
     if (vocab_size < 3 || vocab_size > MAX_TOKENS)
         return lq_fail(LQ_ERR_ARG, "%s: vocab_size %d is out of range (BOS is 1, EOS is 2)", path,
                        vocab_size);
-    unsigned char *data;
+    char *data;
     size_t size;
-    lq_status st = read_whole_file(path, &data, &size);
+    lq_status st = lq_read_file(path, &data, &size);
     if (st != LQ_OK) return st;
     st = lq_tokenizer_parse_llama2c(data, size, vocab_size, path, out);
     free(data);

@@ -18,6 +18,8 @@
 
 #include <stdint.h>
 
+/* where lqd listens and lq-fleet connects unless told otherwise */
+#define LQ_FLEET_DEFAULT_ENDPOINT "tcp://127.0.0.1:5590"
 #define LQ_FLEET_MAX_REQUEST (64 * 1024)
 #define LQ_FLEET_MAX_BUDGETS 64
 #define LQ_FLEET_MAX_ARGS 256

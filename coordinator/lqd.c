@@ -31,7 +31,6 @@
 #include <zmq.h>
 
 #define TOOL "lqd"
-#define DEFAULT_ENDPOINT "tcp://127.0.0.1:5590"
 /* bigger requests are refused with a reply; beyond this ZeroMQ drops the connection instead,
  * so a client cannot make lqd buffer arbitrary amounts */
 #define MAX_WIRE_MESSAGE (1024 * 1024)
@@ -82,7 +81,7 @@ static void usage(FILE *out) {
             "job's state across restarts (docs/FLEET.md).\n"
             "\n"
             "  --state-dir DIR       fleet.db, logs/ (one log per launch), exit/ (exit statuses)\n"
-            "  --listen ENDPOINT     ZeroMQ endpoint (default " DEFAULT_ENDPOINT "); anything but\n"
+            "  --listen ENDPOINT     ZeroMQ endpoint (default " LQ_FLEET_DEFAULT_ENDPOINT "); anything but\n"
             "                        loopback or ipc:// needs --curve-secret and --curve-clients\n"
             "  --curve-secret FILE   the server's secret key (Z85, from lq-fleet keygen)\n"
             "  --curve-clients DIR   one public key file per allowed client (*.pub); others are refused\n"
@@ -333,7 +332,8 @@ static void launch_local(daemon_state *d, const lq_job *j, int64_t launch) {
              argv_push(&a, "-n") && argv_push(&a, np) && argv_push(&a, d->o.calibrate);
     if (!ok || calibrate_flags(j, &a)) {
         argv_free(&a);
-        fail_job(d, j->id, -1, "out of memory building the command line");
+        /* calibrate_flags says why (a budget lqd cannot turn into a flag, or memory) */
+        fail_job(d, j->id, -1, ok ? lq_last_error() : "out of memory building the command line");
         return;
     }
     size_t n_env = 0;
@@ -394,7 +394,8 @@ static void launch_slurm(daemon_state *d, const lq_job *j, int64_t launch) {
              argv_push(&a, output_flag) && argv_push(&a, d->o.sbatch_script);
     if (!ok || calibrate_flags(j, &a)) {
         argv_free(&a);
-        fail_job(d, j->id, -1, "out of memory building the sbatch command line");
+        /* calibrate_flags says why (a budget lqd cannot turn into a flag, or memory) */
+        fail_job(d, j->id, -1, ok ? lq_last_error() : "out of memory building the sbatch command line");
         return;
     }
     int rc = run_capture(a.v, out, sizeof out);
@@ -555,22 +556,17 @@ static void supervise(daemon_state *d) {
             signal_job(tag, r->pid, SIGKILL);
             r->kill_at = lq_seconds() + 1;
         }
-        int status = 0, gone = 0, have_wait = 0;
         if (r->own_child && !r->reaped) {
+            int status = 0;
             pid_t w = waitpid(r->pid, &status, WNOHANG);
             r->reaped = w == r->pid || (w < 0 && errno == ECHILD);
-            have_wait = w == r->pid;
             r->wait_status = status;
         }
         /* over when nothing carrying its tag is left: a wrapper killed on its own leaves mpirun
          * and the ranks running, and they may still write the output */
-        gone = (!r->own_child || r->reaped) && tagged_processes(tag, NULL, 0, NULL) == 0;
-        if (r->own_child && r->reaped) {
-            have_wait = 1;
-            status = r->wait_status;
-        }
+        int gone = (!r->own_child || r->reaped) && tagged_processes(tag, NULL, 0, NULL) == 0;
         if (gone) {
-            local_job_ended(d, r, have_wait, status);
+            local_job_ended(d, r, r->own_child && r->reaped, r->wait_status);
             remove_running(d, i);
         }
     }
@@ -587,9 +583,8 @@ static void recover(daemon_state *d) {
     }
     for (size_t k = 0; k < n; k++) {
         lq_job *j = &jobs[k];
-        char tag[PATH_MAX + 64], log[PATH_MAX + 64], status_path[PATH_MAX + 64];
+        char tag[PATH_MAX + 64];
         job_tag(d, j->id, j->launches, tag, sizeof tag);
-        launch_paths(d, j->id, j->launches, log, status_path, sizeof log);
         if (j->state == LQ_JOB_CANCELLED && j->launches > 0 && tagged_processes(tag, NULL, 0, NULL) > 0) {
             signal_job(tag, 0, SIGKILL);
             log_line("job %lld: stopped the processes of a cancelled job", (long long)j->id);
@@ -951,7 +946,7 @@ static void reload_client_keys(daemon_state *d) {
 
 /* ---- main ---------------------------------------------------------------------------------- */
 static int parse_options(int argc, char **argv, options *o) {
-    *o = (options){.listen = DEFAULT_ENDPOINT, .launcher = "local", .mpirun = "mpirun",
+    *o = (options){.listen = LQ_FLEET_DEFAULT_ENDPOINT, .launcher = "local", .mpirun = "mpirun",
                    .sbatch_script = LQ_DEFAULT_SBATCH_SCRIPT, .np = 2, .max_running = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -21,7 +21,6 @@
 #include <zmq.h>
 
 #define TOOL "lq-fleet"
-#define DEFAULT_ENDPOINT "tcp://127.0.0.1:5590"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -44,7 +43,7 @@ static void usage(FILE *out) {
             "                      one message) and print each reply: for testing lqd's refusals\n"
             "\n"
             "options:\n"
-            "  --endpoint E        lqd's endpoint (default " DEFAULT_ENDPOINT ")\n"
+            "  --endpoint E        lqd's endpoint (default " LQ_FLEET_DEFAULT_ENDPOINT ")\n"
             "  --server-key FILE   lqd's public key (its --curve-secret's .pub): use CurveZMQ\n"
             "  --key FILE          this client's secret key (from keygen; its .pub must be in\n"
             "                      lqd's --curve-clients directory)\n"
@@ -66,7 +65,6 @@ typedef struct {
 } client;
 
 static int client_open(client *c, const client_options *o) {
-    static int monitor_serial;
     memset(c, 0, sizeof *c);
     c->o = o;
     c->ctx = zmq_ctx_new();
@@ -93,8 +91,7 @@ static int client_open(client *c, const client_options *o) {
         zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, public_key, 32);
         zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, secret, 32);
     }
-    char monitor_ep[64];
-    snprintf(monitor_ep, sizeof monitor_ep, "inproc://lq-fleet-monitor-%d", monitor_serial++);
+    const char *monitor_ep = "inproc://lq-fleet-monitor";   /* one client per process */
     zmq_socket_monitor(c->sock, monitor_ep,
                        ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
@@ -327,6 +324,8 @@ static int cmd_submit(client *c, int argc, char **argv) {
     req.n_args = argc - i;
     if (req.model && req.out && (!tokenizer || req.tokenizer) && (!db || req.db))
         rc = send_request(c, &req, "", 1);
+    else
+        fprintf(stderr, TOOL ": submit: out of memory resolving the paths\n"), rc = 1;
     free(req.model);
     free(req.tokenizer);
     free(req.out);
@@ -414,16 +413,11 @@ static int cmd_keygen(const char *prefix) {
         fprintf(stderr, TOOL ": keygen: %s (is libzmq built with CurveZMQ?)\n", zmq_strerror(zmq_errno()));
         return 1;
     }
-    char path[PATH_MAX], tmp[PATH_MAX + 32];
+    char path[PATH_MAX], key_line[42];
     snprintf(path, sizeof path, "%s.key", prefix);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    /* created 0600 from the start: the secret is never readable by others, not even briefly */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int ok = fd >= 0 && write(fd, secret_text, 40) == 40 && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
-    if (fd >= 0) close(fd);
-    if (!ok || rename(tmp, path) != 0) {
-        fprintf(stderr, TOOL ": keygen: %s: %s\n", path, strerror(errno));
-        unlink(tmp);
+    snprintf(key_line, sizeof key_line, "%s\n", secret_text);
+    if (lq_write_file_atomic_mode(path, key_line, 41, 0600)) {
+        fprintf(stderr, TOOL ": keygen: %s\n", lq_last_error());
         return 1;
     }
     char pub[42];
@@ -435,28 +429,6 @@ static int cmd_keygen(const char *prefix) {
     }
     printf("%s.key (secret), %s.pub (public: %s)\n", prefix, prefix, public_text);
     return 0;
-}
-
-static char *read_whole(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, f)) > 0;) {
-        n += got;
-        if (n == cap) {
-            char *grown = realloc(buf, cap *= 2);
-            if (!grown) {
-                free(buf);
-                buf = NULL;
-            } else {
-                buf = grown;
-            }
-        }
-    }
-    fclose(f);
-    *len = n;
-    return buf;
 }
 
 static int cmd_raw(client *c, int argc, char **argv) {
@@ -471,8 +443,8 @@ static int cmd_raw(client *c, int argc, char **argv) {
     size_t *lens = calloc(count, sizeof *lens);
     int rc = 0;
     for (int i = 0; i < argc && data && lens; i++)
-        if (!(data[i] = read_whole(argv[i], &lens[i]))) {
-            fprintf(stderr, TOOL ": raw: %s: %s\n", argv[i], strerror(errno));
+        if (lq_read_file(argv[i], &data[i], &lens[i])) {
+            fprintf(stderr, TOOL ": raw: %s\n", lq_last_error());
             rc = 1;
             break;
         }
@@ -494,7 +466,7 @@ static int cmd_raw(client *c, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    client_options o = {.endpoint = DEFAULT_ENDPOINT, .timeout = 10};
+    client_options o = {.endpoint = LQ_FLEET_DEFAULT_ENDPOINT, .timeout = 10};
     int i = 1;
     const char *env = getenv("LQ_FLEET_ENDPOINT");
     if (env && *env) o.endpoint = env;
@@ -546,7 +518,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if ((!strcmp(cmd, "cancel") || !strcmp(cmd, "status")) && rest == 1 &&
-        !lq_arg_long(TOOL, cmd, args[0], 1, (long)(((unsigned long)-1) >> 1), &job))
+        !lq_arg_long(TOOL, cmd, args[0], 1, LONG_MAX, &job))
         return 2;
     client c;
     int rc = 1;
