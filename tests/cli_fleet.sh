@@ -96,6 +96,16 @@ expect "$lqd" 2 "--launcher ssh: expected local or slurm" -- --state-dir "$tmp/x
 expect "$lqd" 1 "--calibrate $tmp/nope" -- --state-dir "$tmp/x" --calibrate "$tmp/nope"
 expect "$fleet" 2 "--server-key and --key go together" -- --server-key "$tmp/k" status
 expect "$fleet" 2 "unknown command 'frobnicate'" -- frobnicate
+# the client's own refusals, each before it sends anything
+nowhere=(--endpoint "ipc://$tmp/nowhere.sock" --timeout 1)
+expect "$fleet" 2 "unknown option '--bogus'" -- --bogus status
+expect "$fleet" 2 "keygen needs one PREFIX" -- keygen
+expect "$fleet" 2 "status: wrong number of arguments" -- "${nowhere[@]}" status 1 2
+expect "$fleet" 2 "status: 'abc' is not an integer" -- "${nowhere[@]}" status abc
+expect "$fleet" 2 "submit: --model, --out and --budget are required" -- "${nowhere[@]}" submit --model m
+expect "$fleet" 2 "submit: unknown argument '--frob' (lq-calibrate flags go after --)" -- "${nowhere[@]}" submit --frob
+expect "$fleet" 2 "raw: no files" -- "${nowhere[@]}" raw
+expect "$fleet" 1 "raw: $tmp/absent.bin: cannot open" -- "${nowhere[@]}" raw "$tmp/absent.bin"
 
 # ---- a job: done, status, the same bytes as lq-calibrate run directly ----
 section "a job"
