@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Lattice benchmark for docs/BENCHMARKS.md: for every config of the shipped set, Gaussian MSE
 # per dimension of the exact and heuristic encoders against the Shannon bound, and seconds
-# per 1M weights; then, side by side on the same vectors in one run, the exact branch and
-# bound against the plain full-scan exact search (bench/plain_exact.c) — same MSE, speed ratio.
+# per 1M weights; then, side by side on the same vectors in one run, the exact encoder's split
+# branch and bound against its depth-first search (exact-dfs) and the plain full-scan exact
+# search (bench/plain_exact.c) — same MSE, speed ratios.
 #
 #   bench/lattice_bench.sh [VECTORS] [SIDE_BY_SIDE_VECTORS]      (defaults 100000, 2000)
 # Threads: OMP_NUM_THREADS (default: all cores). Build dir: LQ_BUILD (default build/).
@@ -30,15 +31,15 @@ for line in sys.stdin:
     print("| %s | %.2f | %s | %d | %.5f | %.5f | %.3f | %.2f |" % (r["config"], r["bits"], r["encoder"],
           r["vectors"], r["mse"], r["bound"], r["ratio_to_bound"], r["seconds_per_mweights"]))'
 echo
-echo "## Exact search side by side: branch and bound vs plain full scan, same $side vectors"
+echo "## Exact search side by side: split branch and bound vs depth-first vs plain full scan, same $side vectors"
 echo
-echo "| config | B&B MSE | plain MSE | B&B s/1M | plain s/1M | speed-up |"
-echo "|---|---|---|---|---|---|"
+echo "| config | split MSE | depth-first MSE | plain MSE | split s/1M | depth-first s/1M | plain s/1M | split vs depth-first | split vs plain |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for c in 16/8 20/8 16/10 20/10 24/10 24/8 25/10; do
   file="lattices/${c/\//to}.safetensors"
   read -r pm ps < <("$build/bench/lq-bench-plain" "$file" "$side" 4242)
-  read -r bm bs < <("$build/tools/lq-lattice" bench --configs "$c" --encoders exact --vectors "$side" \
-                      --exact-vectors "$side" --seed 4242 --json |
-                    python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); print(r["mse"], r["seconds_per_mweights"])')
-  python3 -c "print('| $c | %.6f | %.6f | %.2f | %.2f | %.1fx |' % ($bm, $pm, $bs, $ps, $ps / $bs))"
+  read -r bm bs dm ds < <("$build/tools/lq-lattice" bench --configs "$c" --encoders exact,exact-dfs \
+                      --vectors "$side" --exact-vectors "$side" --seed 4242 --json |
+                    python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin]; print(r[0]["mse"], r[0]["seconds_per_mweights"], r[1]["mse"], r[1]["seconds_per_mweights"])')
+  python3 -c "print('| $c | %.6f | %.6f | %.6f | %.2f | %.2f | %.2f | %.1fx | %.1fx |' % ($bm, $dm, $pm, $bs, $ds, $ps, $ds / $bs, $ps / $bs))"
 done

@@ -36,6 +36,7 @@ static __device__ __forceinline__ void child_bounds_cuda(const lq_lattice *L, in
 #define DPAD_MAX 16
 #define EXACT_SEARCH_NAME exact_search_cuda16
 #define EXACT_WINDOW_NAME exact_window_cuda16
+#define EXACT_SUBTREE_NAME exact_subtree_cuda16
 #define EXACT_CHILD_BOUNDS child_bounds_cuda
 #define EXACT_SEARCH_QUALIFIER static __device__
 #include "exact_search.inc"
@@ -44,6 +45,7 @@ static __device__ __forceinline__ void child_bounds_cuda(const lq_lattice *L, in
 #define DPAD_MAX 32 /* = encode_internal.h's, enough for d ≤ LQ_LATTICE_MAX_SMALL_D */
 #define EXACT_SEARCH_NAME exact_search_cuda32
 #define EXACT_WINDOW_NAME exact_window_cuda32
+#define EXACT_SUBTREE_NAME exact_subtree_cuda32
 #define EXACT_CHILD_BOUNDS child_bounds_cuda
 #define EXACT_SEARCH_QUALIFIER static __device__
 #include "exact_search.inc"

@@ -28,7 +28,7 @@ lq_status lq_encoder_from_name(const char *name, lq_encoder *out) {
     return lq_fail(LQ_ERR_ARG, "unknown encoder '%s' (exact, heuristic, bruteforce)", name);
 }
 
-/* ---- exact: depth-first branch and bound (exact_search.inc) ----------------------------
+/* ---- exact: branch and bound, split or depth-first (exact_search.inc) -------------------
  * The scalar instance below is the reference; encode_avx2.c instantiates the same search
  * with vector bounds, chosen at run time. */
 static inline void child_bounds_scalar(const lq_lattice *L, int k, const float *parent,
@@ -39,7 +39,10 @@ static inline void child_bounds_scalar(const lq_lattice *L, int k, const float *
 
 #define EXACT_SEARCH_NAME exact_search_scalar
 #define EXACT_WINDOW_NAME exact_window_scalar
+#define EXACT_SUBTREE_NAME exact_subtree_scalar
+#define EXACT_SPLIT_NAME exact_split_scalar
 #define EXACT_CHILD_BOUNDS child_bounds_scalar
+#define EXACT_EXCESS_BOUNDS lq_excess_bounds
 #include "exact_search.inc"
 
 size_t lq_exact_candidates(const lq_lattice *L, const float *w, float window, uint64_t *codes,

@@ -43,9 +43,77 @@ static inline void child_bounds_avx2(const lq_lattice *L, int k, const float *pa
     hsum2(bp, bm, bounds);
 }
 
+/* lq_excess_bounds eight nodes per register: rows in the same order, each node's sum built
+ * by the same operations as the scalar loop (mul then add, no fma), so both give the same
+ * floats. */
+/* lq_excess_bounds eight nodes per register, four registers at a time: a node's sum is a
+ * chain of d dependent adds, so independent chains are what keeps the adder busy. Rows are
+ * summed in the scalar loop's order with the same operations (mul then add, no fma), so both
+ * give the same floats. The per-row constants are broadcast once per call. */
+static inline __m256 excess_row_box(__m256 t, __m256 base, __m256 reach) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 gap = _mm256_max_ps(_mm256_sub_ps(_mm256_and_ps(_mm256_sub_ps(base, t), abs_mask), reach),
+                               _mm256_setzero_ps());
+    return _mm256_mul_ps(gap, gap);
+}
+
+static inline __m256 excess_row_exact(__m256 t, __m256 base, const __m256 *values) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 r = _mm256_and_ps(_mm256_sub_ps(base, t), abs_mask);
+    __m256 g0 = _mm256_sub_ps(r, values[0]), g1 = _mm256_sub_ps(r, values[1]);
+    __m256 g2 = _mm256_sub_ps(r, values[2]), g3 = _mm256_sub_ps(r, values[3]);
+    /* the scalar loop's min order: ((min(inf, g0²), g1²), g2²), g3² — min is exact, any order */
+    return _mm256_min_ps(_mm256_min_ps(_mm256_mul_ps(g0, g0), _mm256_mul_ps(g1, g1)),
+                         _mm256_min_ps(_mm256_mul_ps(g2, g2), _mm256_mul_ps(g3, g3)));
+}
+
+#define EXCESS_CHAINS 4
+
+static inline int excess_bounds_avx2(const float *rows, int n, const float *base, const float *reach,
+                                     int d, int exact_first, int exact_rows, const float *row_values,
+                                     float radius, float *bounds, uint16_t *below) {
+    __m256 base_v[DPAD_MAX], reach_v[DPAD_MAX], values_v[3 * 4];
+    for (int i = 0; i < d; i++) {
+        base_v[i] = _mm256_set1_ps(base[i]);
+        reach_v[i] = _mm256_set1_ps(reach[i]);
+    }
+    for (int v = 0; v < exact_rows * 4; v++) values_v[v] = _mm256_set1_ps(row_values[v]);
+    const int exact_end = exact_first + exact_rows;
+    const __m256 limit = _mm256_set1_ps(radius);
+    const int step = n >= 8 * EXCESS_CHAINS ? EXCESS_CHAINS : 1;
+    int count = 0;
+    for (int z = 0; z < n; z += 8 * step) {
+        __m256 acc[EXCESS_CHAINS];
+        for (int c = 0; c < step; c++) acc[c] = _mm256_setzero_ps();
+        for (int i = 0; i < d; i++) {
+            const float *row = rows + (size_t)i * n + z;
+            if (i >= exact_first && i < exact_end) {
+                const __m256 *values = values_v + (i - exact_first) * 4;
+                for (int c = 0; c < step; c++)
+                    acc[c] = _mm256_add_ps(acc[c], excess_row_exact(_mm256_loadu_ps(row + 8 * c), base_v[i], values));
+            } else {
+                for (int c = 0; c < step; c++)
+                    acc[c] = _mm256_add_ps(acc[c], excess_row_box(_mm256_loadu_ps(row + 8 * c), base_v[i], reach_v[i]));
+            }
+        }
+        for (int c = 0; c < step; c++) {
+            _mm256_storeu_ps(bounds + z + 8 * c, acc[c]);
+            unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(acc[c], limit, _CMP_LT_OQ));
+            while (mask) { /* rare: a few nodes in a hundred */
+                below[count++] = (uint16_t)(z + 8 * c + __builtin_ctz(mask));
+                mask &= mask - 1;
+            }
+        }
+    }
+    return count;
+}
+
 #define EXACT_SEARCH_NAME lq_exact_search_avx2_impl
 #define EXACT_WINDOW_NAME lq_exact_window_avx2_impl
+#define EXACT_SUBTREE_NAME exact_subtree_avx2
+#define EXACT_SPLIT_NAME exact_split_avx2
 #define EXACT_CHILD_BOUNDS child_bounds_avx2
+#define EXACT_EXCESS_BOUNDS excess_bounds_avx2
 #include "exact_search.inc"
 
 uint64_t lq_exact_search_avx2(const lq_lattice *L, const float *w, uint64_t *nodes) {

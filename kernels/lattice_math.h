@@ -11,6 +11,7 @@
 #ifndef LQ_LATTICE_MATH_H
 #define LQ_LATTICE_MATH_H
 
+#include <math.h>
 #include <stdint.h>
 
 #if defined(__CUDACC__)
@@ -91,6 +92,43 @@ LQ_HD void lq_child_bounds(const float *parent, const float *rcol, const float *
     }
     bounds[0] = bp;
     bounds[1] = bm;
+}
+
+/* Bounds of n nodes at once, the split exact search's inner loop (exact_search.inc): node z's
+ * residual is base − T[:, z], T given by its rows (rows[i·n + z], i < d), and its bound is
+ * Σ_i (|base_i − T_iz| − reach_i)₊², except that the rows exact_first … exact_first +
+ * exact_rows − 1 (≤ 3 free columns each) use the exact one-row minimum min_v (|r| − v)² over the four values v of
+ * row_values (what ±R_i,j summed over the free columns can reach, in absolute value):
+ * the box bound is zero whenever |r| is inside the reach, the exact one rarely is.
+ * Writes every node's bound to bounds, the nodes whose bound is below radius to below in
+ * ascending order, and returns how many those are.
+ * The scalar reference; encode_avx2.c computes the same sums eight nodes per register,
+ * rows in the same order. */
+LQ_HD float lq_row_exact_bound(float residual, const float *values) {
+    float r = residual < 0.0f ? -residual : residual, best = INFINITY;
+    for (int v = 0; v < 4; v++) {
+        float g = r - values[v];
+        best = fminf(best, g * g);
+    }
+    return best;
+}
+
+LQ_HD int lq_excess_bounds(const float *rows, int n, const float *base, const float *reach, int d,
+                           int exact_first, int exact_rows, const float *row_values, float radius,
+                           float *bounds, uint16_t *below) {
+    for (int z = 0; z < n; z++) bounds[z] = 0.0f;
+    for (int i = 0; i < d; i++) {
+        const float *values = row_values + (size_t)(i - exact_first) * 4;
+        const int exact = i >= exact_first && i < exact_first + exact_rows;
+        for (int z = 0; z < n; z++) {
+            float r = base[i] - rows[(size_t)i * n + z];
+            bounds[z] += exact ? lq_row_exact_bound(r, values) : lq_row_lower_bound(r, reach[i]);
+        }
+    }
+    int count = 0;
+    for (int z = 0; z < n; z++)
+        if (bounds[z] < radius) below[count++] = (uint16_t)z;
+    return count;
 }
 
 #endif

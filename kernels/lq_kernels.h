@@ -11,6 +11,10 @@
 #include "lattice_math.h"
 
 #define LQ_NULL_STRIDE (LQ_LATTICE_MAX_D + 8)
+/* group sizes of the split exact search: 2^3 fills one 8-lane register, 2^9 floats per row
+ * keep a group's tables in L1 */
+#define LQ_SPLIT_MIN_GROUP_BITS 3
+#define LQ_SPLIT_MAX_GROUP_BITS 9
 
 /* A mapping matrix M (d × D) with everything the encoders precompute from it. */
 typedef struct {
@@ -31,6 +35,22 @@ typedef struct {
     float *r_columns;    /* D × dpad: column k of R = Qᵀ M[:, tree_column[k]] (zeros below row k) */
     float *reach;        /* (D+1) × dpad: reach[k][i] = Σ_{j<k} |R_ij|, how far the columns not
                             yet fixed at level k can still move row i */
+
+    /* split exact search (exact_search.inc): levels split_level … D−1 are enumerated, cut
+       into a low group of b levels (split_level … split_level+b−1) and a high group of a
+       levels (D−a … D−1), each group's signed column sums Σ_k R_k·y_k tabulated for every
+       pattern z (bit t of z = y at the group's t-th level, set = +1); the levels below are
+       searched depth-first. a = b = 0 (tables NULL) when the lattice is outside the split's
+       range: then the search is depth-first throughout. Tests and benchmarks zero
+       split_hi_bits to force the depth-first search. */
+    int split_level, split_hi_bits, split_lo_bits;
+    float *split_hi_sums, *split_lo_sums; /* 2^a × dpad and 2^b × dpad */
+    float *split_hi_rows, *split_lo_rows; /* the same transposed: dpad × 2^a and dpad × 2^b */
+    /* below split_level row i < split_level has split_level − i free columns; the
+       split_exact_rows rows just above it (≤ 3 free columns) are bounded exactly by the
+       enumeration from the four absolute values their free columns can sum to */
+    int split_exact_rows;
+    float split_row_values[3 * 4];
 } lq_lattice;
 
 /* Validates M (finite, full row rank, 1 ≤ d < D ≤ LQ_LATTICE_MAX_D, d ≤ 32) and builds the

@@ -18,14 +18,25 @@
 #include "lq_worker.h"
 #include "safetensors.h"
 
+/* Whether lattice_init gives D/d the split search (kernels/lattice.c: the excess levels and
+ * the first triangle level, 6 to 18 of them). */
+static int split_expected(int D, int d) {
+    int enumerated = D - (d > 1 ? d - 1 : d);
+    return enumerated >= 2 * LQ_SPLIT_MIN_GROUP_BITS && enumerated <= 2 * LQ_SPLIT_MAX_GROUP_BITS;
+}
+
 /* Exact must reach the brute-force minimum on every block; the code may differ only where
- * two codes tie in distance (within float rounding). */
-static void check_exact_against_bruteforce(const float *M, int D, int d, size_t n, uint64_t seed,
-                                           const char *simd) {
+ * two codes tie in distance (within float rounding). Run with the split search where the
+ * lattice has one, and with the depth-first search it falls back to (depth_first). */
+static void check_exact_against_bruteforce_mode(const float *M, int D, int d, size_t n, uint64_t seed,
+                                                const char *simd, int depth_first) {
     if (simd) setenv("LQ_NO_SIMD", "1", 1);
     else unsetenv("LQ_NO_SIMD");
     lq_lattice L;
     assert_int_equal(lq_lattice_init(&L, D, d, M), LQ_OK);
+    assert_int_equal(L.split_hi_bits > 0, split_expected(D, d));
+    const int split_hi_bits = L.split_hi_bits;
+    if (depth_first) L.split_hi_bits = 0;
     float *w = random_blocks(d, n, seed);
     uint64_t *ce = malloc(8 * n), *cb = malloc(8 * n);
     float *de = malloc(4 * n), *db = malloc(4 * n);
@@ -47,13 +58,23 @@ static void check_exact_against_bruteforce(const float *M, int D, int d, size_t 
     assert_true(stats.nodes < (uint64_t)n << D);
     (void)differing;
     free(w), free(ce), free(cb), free(de), free(db);
+    L.split_hi_bits = split_hi_bits;
     lq_lattice_free(&L);
     unsetenv("LQ_NO_SIMD");
 }
 
+static void check_exact_against_bruteforce(const float *M, int D, int d, size_t n, uint64_t seed,
+                                           const char *simd) {
+    check_exact_against_bruteforce_mode(M, D, d, n, seed, simd, 0);
+    if (split_expected(D, d)) check_exact_against_bruteforce_mode(M, D, d, n, seed, simd, 1);
+}
+
 static void test_exact_matches_bruteforce(void **state) {
     (void)state;
-    static const int configs[][2] = {{8, 4}, {12, 6}, {16, 8}, {10, 3}, {14, 10}, {13, 12}, {18, 9}, {17, 16}};
+    /* split search: 12/6 … 18/2 (18/2 fills both groups to LQ_SPLIT_MAX_GROUP_BITS; 12/1 has no
+       triangle level to enumerate); depth-first only: 8/4, 14/10, 13/12, 17/16 */
+    static const int configs[][2] = {{8, 4}, {12, 6}, {16, 8}, {10, 3}, {14, 10}, {13, 12}, {18, 9},
+                                     {17, 16}, {12, 1}, {18, 2}};
     for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
         int D = configs[c][0], d = configs[c][1];
         float *M = random_matrix(d, D, 100 + c);
@@ -88,9 +109,12 @@ static void test_exact_window_matches_bruteforce(void **state) {
     float *w = random_blocks(d, 40, 32);
     lq_lattice L;
     assert_int_equal(lq_lattice_init(&L, D, d, M), LQ_OK);
-    for (int simd = 0; simd < 2; simd++) {
-        if (simd) unsetenv("LQ_NO_SIMD");
+    const int split_hi_bits = L.split_hi_bits;
+    assert_true(split_hi_bits > 0);
+    for (int mode = 0; mode < 4; mode++) { /* scalar / AVX2 × split / depth-first */
+        if (mode & 1) unsetenv("LQ_NO_SIMD");
         else setenv("LQ_NO_SIMD", "1", 1);
+        L.split_hi_bits = mode & 2 ? 0 : split_hi_bits;
         for (int b = 0; b < 40; b++) {
             const float *wb = w + b * d;
             float all[4096], best = INFINITY;
@@ -125,6 +149,64 @@ static void test_exact_window_matches_bruteforce(void **state) {
         }
     }
     unsetenv("LQ_NO_SIMD");
+    L.split_hi_bits = split_hi_bits;
+    lq_lattice_free(&L);
+    free(M), free(w);
+}
+
+/* lq_excess_bounds, the split search's inner loop, against the bound written out row by row
+ * from R: each node's value is a lower bound on the distance of every code in its subtree
+ * (checked against the best completion found by brute force over the free levels). */
+static void test_excess_bounds_are_lower_bounds(void **state) {
+    (void)state;
+    const int D = 16, d = 6;
+    float *M = random_matrix(d, D, 41);
+    float *w = random_blocks(d, 20, 42);
+    lq_lattice L;
+    assert_int_equal(lq_lattice_init(&L, D, d, M), LQ_OK);
+    const int level = L.split_level, b = L.split_lo_bits, a = L.split_hi_bits, dp = L.dpad;
+    assert_int_equal(level, d - 1);
+    assert_int_equal(a + b, D - level);
+    for (int blk = 0; blk < 20; blk++) {
+        const float *wb = w + blk * d;
+        float root[32] = {0}, bounds[1 << LQ_SPLIT_MAX_GROUP_BITS];
+        uint16_t below[1 << LQ_SPLIT_MAX_GROUP_BITS];
+        for (int i = 0; i < d; i++)
+            for (int c = 0; c < d; c++) root[i] += L.rotation[i * d + c] * wb[c];
+        for (int za = 0; za < (1 << a); za++) {
+            float u0[32];
+            for (int i = 0; i < dp; i++) u0[i] = root[i] - L.split_hi_sums[za * dp + i];
+            int n = lq_excess_bounds(L.split_lo_rows, 1 << b, u0, L.reach + level * dp, d,
+                                     level - L.split_exact_rows, L.split_exact_rows, L.split_row_values,
+                                     INFINITY, bounds, below);
+            assert_int_equal(n, 1 << b);
+            for (int zb = 0; zb < (1 << b); zb++) {
+                /* the least distance over the subtree's 2^level completions, in the R basis */
+                float least = INFINITY;
+                for (int free_bits = 0; free_bits < (1 << level); free_bits++) {
+                    uint64_t path = ((uint64_t)za << (D - a)) | ((uint64_t)zb << level) | (uint64_t)free_bits;
+                    float dist = 0.0f;
+                    for (int i = 0; i < d; i++) {
+                        float r = root[i];
+                        for (int k = 0; k < D; k++)
+                            r -= ((path >> k) & 1 ? 1.0f : -1.0f) * L.r_columns[k * dp + i];
+                        dist += r * r;
+                    }
+                    if (dist < least) least = dist;
+                }
+                assert_true(bounds[zb] <= least * (1.0f + 1e-5f) + 1e-6f);
+            }
+            /* the radius filter keeps exactly the nodes below it, in order */
+            float radius = bounds[0] + 0.1f;
+            int kept = lq_excess_bounds(L.split_lo_rows, 1 << b, u0, L.reach + level * dp, d,
+                                        level - L.split_exact_rows, L.split_exact_rows,
+                                        L.split_row_values, radius, bounds, below);
+            int expected = 0;
+            for (int zb = 0; zb < (1 << b); zb++)
+                if (bounds[zb] < radius) assert_int_equal(below[expected++], zb);
+            assert_int_equal(kept, expected);
+        }
+    }
     lq_lattice_free(&L);
     free(M), free(w);
 }
@@ -422,6 +504,7 @@ int main(void) {
         cmocka_unit_test(test_exact_matches_bruteforce),
         cmocka_unit_test(test_exact_with_ties),
         cmocka_unit_test(test_exact_window_matches_bruteforce),
+        cmocka_unit_test(test_excess_bounds_are_lower_bounds),
         cmocka_unit_test(test_null_basis_reference_convention),
         cmocka_unit_test(test_null_basis_properties),
         cmocka_unit_test(test_heuristic_matches_direct_enumeration),
