@@ -35,30 +35,14 @@ static const char *ctx_flag(const lq_ppl_options *o) {
     return o && o->ctx_flag ? o->ctx_flag : "--ctx";
 }
 
+/* lq_read_file with the flag in front of its message; a file that cannot be opened stays
+ * LQ_ERR_IO here (lq_read_file says NOT_FOUND for a missing one), as eval has always reported. */
 static lq_status read_text(const char *path, const char *flag, char **data, size_t *size) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return lq_fail(LQ_ERR_IO, "%s %s: cannot open: %s", flag, path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        len += fread(buf + len, 1, cap - len, fp);
-        if (len < cap) break;
-        char *bigger = realloc(buf, cap * 2);
-        if (!bigger) free(buf);
-        buf = bigger;
-        cap *= 2;
-    }
-    int failed = !buf || ferror(fp);
-    fclose(fp);
-    if (failed) {
-        lq_status st = buf ? LQ_ERR_IO : LQ_ERR_NOMEM;
-        free(buf);
-        return lq_fail(st, "%s %s: %s", flag, path,
-                       st == LQ_ERR_IO ? "read error" : "out of memory");
-    }
-    *data = buf;
-    *size = len;
-    return LQ_OK;
+    lq_status st = lq_read_file(path, data, size);
+    if (st == LQ_OK) return LQ_OK;
+    char why[4096];
+    snprintf(why, sizeof why, "%s", lq_last_error());
+    return lq_fail(st == LQ_ERR_NOMEM ? LQ_ERR_NOMEM : LQ_ERR_IO, "%s %s", flag, why);
 }
 
 /* Bytes of the first n UTF-8 code points of text. */
