@@ -340,6 +340,23 @@ fl manifest "$tmp/mf/fleet.json" >"$tmp/m3.out" 2>&1 || fail "manifest after tou
 [ "$(grep -c 'job [0-9]* queued' "$tmp/m3.out")" = 2 ] || fail "a touched model was not resubmitted: $(cat "$tmp/m3.out")"
 wait_state 3 60 done
 wait_state 4 60 done
+# a bad manifest is refused whole, naming the entry at fault, before anything is queued (the
+# good first model here must not be submitted either)
+bad_manifest() {
+    local pattern="$1" models="$2" top="${3:-}"
+    printf '{"out_root": "release", "budgets": ["4bits"], %s "models": [{"name": "ok", "model": "models/stories260K.bin", "tokenizer": "%s"}, %s]}\n' \
+        "$top" "$tok" "$models" >"$tmp/mf/bad.json"
+    expect "$fleet" 1 "$pattern" -- --endpoint "$ep" manifest "$tmp/mf/bad.json"
+}
+bad_manifest 'models[1].args[1] is not a string' '{"name": "b", "model": "m", "args": ["--steps", 10]}'
+bad_manifest '"args"[0] is not a string' '{"name": "b", "model": "m"}' '"args": [null],'
+bad_manifest 'models[1].budgets[0] is not a string' '{"name": "b", "model": "m", "budgets": [3.0]}'
+bad_manifest 'models[1] needs "name"' '{"name": "..", "model": "m"}'
+bad_manifest 'models[1] needs "name"' '{"name": "", "model": "m"}'
+bad_manifest 'models[1] (b) has no budgets' '{"name": "b", "model": "m", "budgets": []}'
+bad_manifest 'models[1] (b) needs "model"' '{"name": "b", "model": 7}'
+[ "$(fl --json status 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')" = 4 ] ||
+    fail "a refused manifest queued jobs: $(fl status 2>&1)"
 kill -TERM "$lqd_pid"
 wait "$lqd_pid"
 

@@ -333,6 +333,71 @@ static int cmd_submit(client *c, int argc, char **argv) {
     return rc;
 }
 
+/* Every element of arr (which may be NULL: nothing to check) a string, at most max of them. */
+static int manifest_strings(const json_t *arr, size_t max, const char *file, const char *what) {
+    if (!arr) return 0;
+    if (!json_is_array(arr)) {
+        fprintf(stderr, TOOL ": %s: %s must be an array of strings\n", file, what);
+        return 1;
+    }
+    if (json_array_size(arr) > max) {
+        fprintf(stderr, TOOL ": %s: %s has %zu entries, at most %zu\n", file, what,
+                json_array_size(arr), max);
+        return 1;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) if (!json_is_string(v)) {
+        fprintf(stderr, TOOL ": %s: %s[%zu] is not a string\n", file, what, i);
+        return 1;
+    }
+    return 0;
+}
+
+/* The manifest is checked whole before anything is sent: a mistake in its last model must not
+ * leave the first ones queued. */
+static int manifest_check(const json_t *m, const char *file) {
+    const json_t *root = json_object_get(m, "out_root"), *models = json_object_get(m, "models");
+    if (!json_is_string(root) || !json_is_array(models) || json_array_size(models) == 0) {
+        fprintf(stderr, TOOL ": %s: needs \"out_root\" (a string) and \"models\" (a non-empty array)\n", file);
+        return 1;
+    }
+    const json_t *budgets = json_object_get(m, "budgets"), *common = json_object_get(m, "args");
+    if (manifest_strings(budgets, LQ_FLEET_MAX_BUDGETS, file, "\"budgets\"") ||
+        manifest_strings(common, LQ_FLEET_MAX_ARGS, file, "\"args\""))
+        return 1;
+    size_t k;
+    json_t *entry;
+    json_array_foreach(models, k, entry) {
+        char what[64];
+        const json_t *name = json_object_get(entry, "name"), *model = json_object_get(entry, "model");
+        const json_t *tok = json_object_get(entry, "tokenizer"), *bl = json_object_get(entry, "budgets");
+        const char *n = json_string_value(name);
+        /* the name is a directory under out_root: one plain component */
+        if (!n || !*n || strchr(n, '/') || !strcmp(n, ".") || !strcmp(n, "..")) {
+            fprintf(stderr, TOOL ": %s: models[%zu] needs \"name\": a string usable as one "
+                    "directory name (not empty, \".\" or \"..\", no '/')\n", file, k);
+            return 1;
+        }
+        if (!json_is_string(model) || (tok && !json_is_string(tok))) {
+            fprintf(stderr, TOOL ": %s: models[%zu] (%s) needs \"model\" and an optional "
+                    "\"tokenizer\", both strings\n", file, k, n);
+            return 1;
+        }
+        snprintf(what, sizeof what, "models[%zu].budgets", k);
+        if (manifest_strings(bl, LQ_FLEET_MAX_BUDGETS, file, what)) return 1;
+        snprintf(what, sizeof what, "models[%zu].args", k);
+        if (manifest_strings(json_object_get(entry, "args"), LQ_FLEET_MAX_ARGS, file, what)) return 1;
+        if (!bl) bl = budgets;
+        if (json_array_size(bl) == 0) {
+            fprintf(stderr, TOOL ": %s: models[%zu] (%s) has no budgets (its own or the "
+                    "manifest's)\n", file, k, n);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Manifest (docs/FLEET.md):
  *   {"out_root": DIR, "budgets": [B, ...], "args": [FLAG, ...]?,
  *    "models": [{"name": N, "model": PATH, "tokenizer": PATH?, "args": [...]?, "budgets": [...]?}]}
@@ -345,47 +410,33 @@ static int cmd_manifest(client *c, const char *file) {
         fprintf(stderr, TOOL ": %s: line %d: %s\n", file, jerr.line, jerr.text);
         return 1;
     }
+    if (manifest_check(m, file)) {
+        json_decref(m);
+        return 1;
+    }
     char file_copy[PATH_MAX];
     snprintf(file_copy, sizeof file_copy, "%s", file);
     char *base = absolute(dirname(file_copy), NULL);
     int rc = 0;
-    json_t *root = json_object_get(m, "out_root"), *models = json_object_get(m, "models");
+    json_t *models = json_object_get(m, "models");
     json_t *budgets = json_object_get(m, "budgets"), *common = json_object_get(m, "args");
-    if (!json_is_string(root) || !json_is_array(models) || json_array_size(models) == 0) {
-        fprintf(stderr, TOOL ": %s: needs \"out_root\" (a string) and \"models\" (a non-empty array)\n", file);
-        rc = 1;
-    }
-    if (!rc && common && !json_is_array(common)) {
-        fprintf(stderr, TOOL ": %s: \"args\" must be an array of strings\n", file);
-        rc = 1;
-    }
-    char *out_root = rc ? NULL : absolute(json_string_value(root), base);
+    char *out_root = absolute(json_string_value(json_object_get(m, "out_root")), base);
     size_t k;
     json_t *entry;
     json_array_foreach(models, k, entry) {
-        if (rc) break;
         json_t *name = json_object_get(entry, "name"), *model = json_object_get(entry, "model");
         json_t *tok = json_object_get(entry, "tokenizer"), *own = json_object_get(entry, "args");
         json_t *bl = json_object_get(entry, "budgets");
         if (!bl) bl = budgets;
-        if (!json_is_string(name) || !json_is_string(model) || (tok && !json_is_string(tok)) ||
-            (own && !json_is_array(own)) || !json_is_array(bl) || json_array_size(bl) == 0 ||
-            json_array_size(bl) > LQ_FLEET_MAX_BUDGETS || strchr(json_string_value(name), '/')) {
-            fprintf(stderr, TOOL ": %s: models[%zu] needs \"name\" (no '/'), \"model\", optional "
-                    "\"tokenizer\" and \"args\", and budgets (its own or the manifest's)\n", file, k);
-            rc = 1;
-            break;
-        }
         lq_fleet_request req = {.op = LQ_FLEET_SUBMIT, .out_is_parent = 1, .if_changed = 1};
         char *bud[LQ_FLEET_MAX_BUDGETS];
         char *args[2 * LQ_FLEET_MAX_ARGS];
         size_t i;
         json_t *v;
-        json_array_foreach(bl, i, v) bud[req.n_budgets++] = (char *)(json_is_string(v) ? json_string_value(v) : "");
+        json_array_foreach(bl, i, v) bud[req.n_budgets++] = (char *)json_string_value(v);
         json_t *lists[2] = {common, own};
         for (int l = 0; l < 2; l++)
-            json_array_foreach(lists[l], i, v) if (req.n_args < 2 * LQ_FLEET_MAX_ARGS)
-                args[req.n_args++] = (char *)(json_is_string(v) ? json_string_value(v) : "");
+            json_array_foreach(lists[l], i, v) args[req.n_args++] = (char *)json_string_value(v);
         req.budgets = bud;
         req.args = args;
         req.model = absolute(json_string_value(model), base);
