@@ -236,7 +236,7 @@ static void attention(lq_session *s, const float *kc, const float *vc, int pos0,
 }
 
 /* Decoder layer l over the n rows of s->x at positions pos0 …, in place. hook (may be NULL)
- * sees the input of each group of linears, for calibration. */
+ * sees the input of each group of linears, for calibration, and may end the chunk early. */
 static lq_status layer_chunk(lq_session *s, int l, int n, int pos0, const lq_layer_hook *hook) {
     const lq_model *m = s->m;
     const lq_model_config *c = &m->cfg;
@@ -246,7 +246,7 @@ static lq_status layer_chunk(lq_session *s, int l, int n, int pos0, const lq_lay
     lq_status st;
     for (int i = 0; i < n; i++)
         rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->attn_norm, dim, c->norm_eps);
-    if (hook) hook->fn(hook->ctx, l, LQ_TAP_ATTN_IN, s->xb, n, dim);
+    if (hook && hook->fn(hook->ctx, l, LQ_TAP_ATTN_IN, s->xb, n, dim)) return LQ_OK;
     if ((st = linear(&L->wq, s->xb, n, s->q, "wq", l)) != LQ_OK) return st;
     if ((st = linear(&L->wk, s->xb, n, s->k, "wk", l)) != LQ_OK) return st;
     if ((st = linear(&L->wv, s->xb, n, s->v, "wv", l)) != LQ_OK) return st;
@@ -272,20 +272,20 @@ static lq_status layer_chunk(lq_session *s, int l, int n, int pos0, const lq_lay
         }
     }
     attention(s, kc, vc, pos0, n);
-    if (hook) hook->fn(hook->ctx, l, LQ_TAP_ATTN_OUT, s->att, n, q_dim);
+    if (hook && hook->fn(hook->ctx, l, LQ_TAP_ATTN_OUT, s->att, n, q_dim)) return LQ_OK;
     if ((st = linear(&L->wo, s->att, n, s->xb, "wo", l)) != LQ_OK) return st;
     for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb[j];
 
     for (int i = 0; i < n; i++)
         rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->ffn_norm, dim, c->norm_eps);
-    if (hook) hook->fn(hook->ctx, l, LQ_TAP_MLP_IN, s->xb, n, dim);
+    if (hook && hook->fn(hook->ctx, l, LQ_TAP_MLP_IN, s->xb, n, dim)) return LQ_OK;
     if ((st = linear(&L->w_gate, s->xb, n, s->hb, "w_gate", l)) != LQ_OK) return st;
     if ((st = linear(&L->w_up, s->xb, n, s->hb2, "w_up", l)) != LQ_OK) return st;
     for (size_t j = 0; j < (size_t)n * hidden; j++) {
         float g = s->hb[j];
         s->hb[j] = g / (1.0f + expf(-g)) * s->hb2[j]; /* SwiGLU: silu(gate) · up */
     }
-    if (hook) hook->fn(hook->ctx, l, LQ_TAP_MLP_HIDDEN, s->hb, n, hidden);
+    if (hook && hook->fn(hook->ctx, l, LQ_TAP_MLP_HIDDEN, s->hb, n, hidden)) return LQ_OK;
     if ((st = linear(&L->w_down, s->hb, n, s->xb, "w_down", l)) != LQ_OK) return st;
     for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb[j];
     return LQ_OK;

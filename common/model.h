@@ -122,8 +122,11 @@ typedef enum {
     LQ_TAP_MLP_HIDDEN,    /* input of down: ntok × hidden_dim */
     LQ_TAP_COUNT
 } lq_tap;
+/* fn returns 0 to go on, or 1 when it needs nothing more of this chunk: the rest of the layer
+ * is then skipped for the chunk (a calibration pass that only wants an early tap), and the
+ * hidden states the call leaves are undefined. */
 typedef struct {
-    void (*fn)(void *ctx, int layer, lq_tap tap, const float *x, int ntok, int width);
+    int (*fn)(void *ctx, int layer, lq_tap tap, const float *x, int ntok, int width);
     void *ctx;
 } lq_layer_hook;
 lq_status lq_embed_tokens(lq_session *s, const int *tokens, int ntok, float *hidden);

@@ -59,6 +59,29 @@ if a != b:
     sys.exit(1)
 PY
 
+# ---- --propagate asym: FP targets for quantized inputs --------------------------------------
+# Layer 0's q/k/v see the embeddings in both streams, so their target is W itself and they
+# must come out exactly as in the run above; o_proj's input already carries q/k/v's error, so
+# its fit (and error figure) must differ.
+"$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
+    --config 16/8 --steps 20 --propagate asym --out "$tmp/asym" >/dev/null 2>"$tmp/asym.err" ||
+    fail "liftquant 16/8 --propagate asym: $(cat "$tmp/asym.err")"
+python3 - "$tmp/lq/config.json" "$tmp/asym/config.json" <<'PY' || fail "asym against quant: see above"
+import json, sys
+q, a = (json.load(open(p))["quantization_config"] for p in sys.argv[1:])
+assert a["calibration"]["propagate"] == "asym", a["calibration"]
+eq, ea = q["relative_output_error"], a["relative_output_error"]
+for m in ("q_proj", "k_proj", "v_proj"):
+    k = "model.layers.0.self_attn." + m
+    assert ea[k] == eq[k], (k, ea[k], eq[k])
+k = "model.layers.0.self_attn.o_proj"
+assert ea[k] != eq[k], (k, ea[k])
+PY
+asym="$(ppl_of --model "$tmp/asym")" || fail "eval of the asym directory"
+echo "LiftQuant 16/8 --propagate asym ppl $asym"
+python3 -c "import sys; fp, q = $fp, $asym; sys.exit(0 if fp < q < 8 * fp else 1)" ||
+    fail "LiftQuant 16/8 asym ppl $asym out of the expected range for FP $fp"
+
 # ---- baselines through the same tool and runtime ------------------------------------------
 "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
     --method gptq --bits 4 --out "$tmp/gptq4" >/dev/null 2>"$tmp/gptq.err" || fail "gptq: $(cat "$tmp/gptq.err")"

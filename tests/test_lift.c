@@ -2,6 +2,7 @@
  * hand-written gradients against finite differences, and the quantizer's promises — each
  * stage lowers the output error, LDLQ beats independent encoding, the stored layer computes
  * what the quantizer measured, and bad inputs fail with a message. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,12 +228,85 @@ static void test_bad_inputs(void **state) {
     lq_lattice_file_free(&t.file);
 }
 
+/* ASYM's target W* (worker/quantize_model.c): the asymmetric objective Σ ‖Ŵx̂ − Wx‖² equals
+ * tr((Ŵ − W*)Ĥ(Ŵ − W*)ᵀ) plus a constant, for any Ŵ; W* is W itself when x̂ = x; and W* fits
+ * the FP outputs better than W does. */
+static double asym_objective(const float *What, const float *W, const double *X, const double *Xh,
+                             int oc, int ic, int n) {
+    double sum = 0.0;
+    for (int t = 0; t < n; t++)
+        for (int r = 0; r < oc; r++) {
+            double e = 0.0;
+            for (int c = 0; c < ic; c++)
+                e += What[r * ic + c] * Xh[t * ic + c] - W[r * ic + c] * X[t * ic + c];
+            sum += e * e;
+        }
+    return sum;
+}
+
+static double h_norm(const float *What, const float *Wstar, const double *H, int oc, int ic) {
+    double sum = 0.0;
+    for (int r = 0; r < oc; r++)
+        for (int i = 0; i < ic; i++)
+            for (int j = 0; j < ic; j++)
+                sum += (What[r * ic + i] - Wstar[r * ic + i]) * H[i * ic + j] *
+                       (What[r * ic + j] - Wstar[r * ic + j]);
+    return sum;
+}
+
+static void test_asym_target(void **state) {
+    (void)state;
+    enum { oc = 5, ic = 12, n = 400 };
+    lq_rng rng;
+    lq_rng_seed(&rng, 7);
+    static double X[n * ic], Xh[n * ic], H[ic * ic], C[ic * ic], Hx[ic * ic];
+    float W[oc * ic], W1[oc * ic], W2[oc * ic];
+    for (int t = 0; t < n; t++) {
+        double common = lq_rng_normal(&rng);
+        for (int c = 0; c < ic; c++) X[t * ic + c] = (0.5 * common + lq_rng_normal(&rng)) * (1 + c % 3);
+        /* the upstream error: noise plus a part correlated with the input */
+        for (int c = 0; c < ic; c++)
+            Xh[t * ic + c] = X[t * ic + c] * (1.0 + 0.05 * (c % 4)) + 0.1 * lq_rng_normal(&rng) +
+                             0.1 * X[t * ic + (c + 1) % ic];
+    }
+    for (int i = 0; i < ic; i++)
+        for (int j = 0; j < ic; j++) {
+            double h = 0, cc = 0, hx = 0;
+            for (int t = 0; t < n; t++) {
+                h += Xh[t * ic + i] * Xh[t * ic + j];
+                cc += Xh[t * ic + i] * X[t * ic + j];
+                hx += X[t * ic + i] * X[t * ic + j];
+            }
+            H[i * ic + j] = h, C[i * ic + j] = cc, Hx[i * ic + j] = hx;
+        }
+    for (int i = 0; i < oc * ic; i++) {
+        W[i] = (float)lq_rng_normal(&rng);
+        W1[i] = W[i] + 0.3f * (float)lq_rng_normal(&rng);
+        W2[i] = (float)lq_rng_normal(&rng);
+    }
+    float *Wstar = NULL;
+    assert_int_equal(lq_asym_target(W, oc, ic, H, C, 0.0, "test", &Wstar), LQ_OK);
+    double c1 = asym_objective(W1, W, X, Xh, oc, ic, n) - h_norm(W1, Wstar, H, oc, ic);
+    double c2 = asym_objective(W2, W, X, Xh, oc, ic, n) - h_norm(W2, Wstar, H, oc, ic);
+    double scale = asym_objective(W2, W, X, Xh, oc, ic, n);
+    assert_true(fabs(c1 - c2) < 1e-5 * scale);
+    assert_true(c1 >= -1e-6 * scale); /* the constant is the least error reachable */
+    assert_true(asym_objective(Wstar, W, X, Xh, oc, ic, n) < 0.8 * asym_objective(W, W, X, Xh, oc, ic, n));
+    free(Wstar);
+
+    /* no upstream error: the target is W, bit for bit, whatever the damping */
+    assert_int_equal(lq_asym_target(W, oc, ic, Hx, Hx, 0.01, "test", &Wstar), LQ_OK);
+    assert_memory_equal(Wstar, W, sizeof W);
+    free(Wstar);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_quantizer_stages),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_asym_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,8 +39,10 @@ static void usage(FILE *out) {
             "                      (default %s)\n"
             "  --nsamples N        windows (default 128)\n"
             "  --seqlen L          tokens per window (default 512, at most the model's context)\n"
-            "  --propagate fp|quant  calibrate layer l+1 on the FP model's hidden states or on\n"
-            "                      the quantized layers' outputs (default quant)\n"
+            "  --propagate fp|quant|asym  calibrate layer l+1 on the FP model's hidden states\n"
+            "                      or on the quantized layers' outputs (default quant); asym:\n"
+            "                      quantized inputs, FP model's outputs as the target, a layer's\n"
+            "                      linear groups in order (docs/QUANTIZE.md)\n"
             "  --seed S            windows and transforms (default 42)\n"
             "liftquant:\n"
             "  --config D/d        lattice config for every linear (default 24/10)\n"
@@ -156,11 +158,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "lq-quantize: %s\n", lq_last_error());
         return 2;
     }
-    if (strcmp(propagate, "fp") && strcmp(propagate, "quant")) {
-        fprintf(stderr, "lq-quantize: --propagate %s: expected fp or quant\n", propagate);
+    if (lq_propagate_from_name(propagate, &o.propagate) != LQ_OK) {
+        fprintf(stderr, "lq-quantize: %s\n", lq_last_error());
         return 2;
     }
-    o.propagate_quantized = !strcmp(propagate, "quant");
     o.bits = (int)bits, o.group = (int)group, o.act_order = act_order, o.damp = damp;
     if (o.method != LQ_METHOD_LIFTQUANT && bits != 2 && bits != 3 && bits != 4 && bits != 8) {
         fprintf(stderr, "lq-quantize: --method %s needs --bits 2, 3, 4 or 8\n", method_name);

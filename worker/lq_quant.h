@@ -175,13 +175,24 @@ typedef enum { LQ_METHOD_LIFTQUANT = 0, LQ_METHOD_RTN, LQ_METHOD_GPTQ } lq_metho
 const char *lq_method_name(lq_method m);
 lq_status lq_method_from_name(const char *name, lq_method *out);
 
+/* What calibrates layer l + 1, and against what each linear is fitted:
+ *   FP:    the FP model's hidden states; target W·x (ALGORITHM.md §5.3's --align 1);
+ *   QUANT: the outputs of the quantized layers before it, x̂; target W·x̂ (GPTQ's way);
+ *   ASYM:  x̂ as in QUANT, the groups of a layer in order (q k v, then o, then gate up, then
+ *          down, each seeing the earlier groups quantized), and target W·x, the FP model's
+ *          output on its own hidden states: the fit also undoes the error that reaches the
+ *          linear's input (asymmetric calibration, as GPTAQ). Costs a second hidden-state
+ *          stream and about two more layer passes per layer. */
+typedef enum { LQ_PROPAGATE_FP = 0, LQ_PROPAGATE_QUANT, LQ_PROPAGATE_ASYM } lq_propagate;
+const char *lq_propagate_name(lq_propagate p);
+lq_status lq_propagate_from_name(const char *name, lq_propagate *out);
+
 typedef struct {
     lq_method method;
     lq_lift_options lift;      /* LiftQuant (lattice set by the caller) */
     int bits, group, act_order;/* RTN / GPTQ */
     double damp;               /* GPTQ */
-    int propagate_quantized;   /* 1: layer l+1 is calibrated on the outputs of the quantized
-                                  layers before it; 0: on the FP model's hidden states */
+    lq_propagate propagate;
     /* called after every linear (may be NULL): done/total linears, for progress */
     void (*progress)(void *ctx, int done, int total, const char *name, double rel_error);
     void *progress_ctx;
@@ -221,6 +232,13 @@ void lq_layer_moments_free(lq_layer_moments *mo);
 lq_status lq_layer_moments_capture(lq_layer_moments *mo, lq_session *s, int layer, float *hidden,
                                    int nsamples, int seqlen);
 const double *lq_layer_moments_for(const lq_layer_moments *mo, int linear_index);
+
+/* ASYM's target (worker/quantize_model.c): with Ĥ = Σ x̂x̂ᵀ and C = Σ x̂xᵀ (IC × IC, f64) of the
+ * inputs x̂ a linear receives and x the FP model gives it, W* = W + W·(Cᵀ − Ĥ)·(Ĥ + λI)⁻¹,
+ * λ = damp·mean(diag Ĥ) (at least 10⁻⁶ of it), so that Σ ‖Ŵx̂ − Wx‖² = tr((Ŵ − W*)Ĥ(Ŵ − W*)ᵀ) +
+ * a constant up to the damping. *out: OC × IC floats, malloc'ed; `name` is for messages. */
+lq_status lq_asym_target(const float *W, int out_features, int in_features, const double *H,
+                         const double *C, double damp, const char *name, float **out);
 
 /* Linear `index` (0..6: q k v o gate up down) of a layer, and its Hugging Face module name
  * (worker/qformat.c: the names are part of the file format). */

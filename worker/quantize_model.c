@@ -39,6 +39,24 @@ lq_status lq_method_from_name(const char *name, lq_method *out) {
     return lq_fail(LQ_ERR_ARG, "--method %s: unknown (liftquant, rtn, gptq)", name);
 }
 
+const char *lq_propagate_name(lq_propagate p) {
+    switch (p) {
+    case LQ_PROPAGATE_FP: return "fp";
+    case LQ_PROPAGATE_QUANT: return "quant";
+    case LQ_PROPAGATE_ASYM: return "asym";
+    }
+    return "?";
+}
+
+lq_status lq_propagate_from_name(const char *name, lq_propagate *out) {
+    for (int p = LQ_PROPAGATE_FP; p <= LQ_PROPAGATE_ASYM; p++)
+        if (!strcmp(name, lq_propagate_name((lq_propagate)p))) {
+            *out = (lq_propagate)p;
+            return LQ_OK;
+        }
+    return lq_fail(LQ_ERR_ARG, "--propagate %s: unknown (fp, quant, asym)", name);
+}
+
 /* ---- capture ---------------------------------------------------------------------------- */
 struct lq_layer_moments {
     int width[LQ_TAP_COUNT];
@@ -46,12 +64,13 @@ struct lq_layer_moments {
     float *chunk;             /* widest², one chunk's XᵀX in f32 (≤ 128 tokens: exact enough) */
 };
 
-static void capture_hook(void *ctx, int layer, lq_tap tap, const float *x, int ntok, int width) {
+static int capture_hook(void *ctx, int layer, lq_tap tap, const float *x, int ntok, int width) {
     (void)layer;
     lq_layer_moments *c = ctx;
     lq_gemm_f32(1, 0, width, width, ntok, 1.0f, x, width, x, width, 0.0f, c->chunk, width);
     double *H = c->H[tap];
     for (size_t i = 0; i < (size_t)width * width; i++) H[i] += c->chunk[i];
+    return 0;
 }
 
 void lq_layer_moments_free(lq_layer_moments *mo) {
@@ -161,58 +180,216 @@ uint64_t lq_linear_seed(uint64_t seed, int layer, int index) {
     return seed * 1000003u + (uint64_t)layer * 7u + (uint64_t)index;
 }
 
+typedef struct {
+    lq_model *m;
+    const lq_quantize_options *o;
+    lq_linear_result *results;
+    int done, total;
+} model_run;
+
+/* Quantizes linear idx of layer l from H (its weight may be a stand-in target, see ASYM) and
+ * reports it. */
+static lq_status quantize_and_report(model_run *run, int l, int idx, const double *H) {
+    char name[96];
+    lq_linear_name(l, idx, name, sizeof name);
+    lq_linear *lin = lq_layer_linear(&run->m->layers[l], idx);
+    double t0 = lq_seconds(), err = 0.0;
+    lq_status st = lq_quantize_linear(lin, name, H, lq_linear_seed(run->o->lift.seed, l, idx),
+                                      run->o, &err);
+    if (st != LQ_OK) return st;
+    if (run->results) {
+        lq_linear_result *r = &run->results[7 * l + idx];
+        snprintf(r->name, sizeof r->name, "%s", name);
+        r->out_features = lin->out_features;
+        r->in_features = lin->in_features;
+        r->rel_error = err;
+        r->seconds = lq_seconds() - t0;
+    }
+    run->done++;
+    if (run->o->progress) run->o->progress(run->o->progress_ctx, run->done, run->total, name, err);
+    return LQ_OK;
+}
+
+/* ---- asymmetric calibration (LQ_PROPAGATE_ASYM) -----------------------------------------------
+ * A linear of layer l sees x̂ (the quantized model's input) where the FP model sees x; the fit
+ * minimises Σ ‖Ŵx̂ − Wx‖². With Ĥ = Σ x̂x̂ᵀ and C = Σ x̂xᵀ that is tr((Ŵ − W*) Ĥ (Ŵ − W*)ᵀ) plus a
+ * constant, W* = W·Cᵀ·Ĥ⁻¹: every quantizer then runs unchanged on (W*, Ĥ). Written as
+ * W* = W + W·(Cᵀ − Ĥ)·(Ĥ + λI)⁻¹ — Cᵀ − Ĥ = Σ (x − x̂) x̂ᵀ — so that W* = W exactly when the
+ * input carries no error, whatever the damping λ (which keeps directions x̂ barely visits from
+ * blowing up). */
+typedef struct {
+    lq_tap tap;
+    int storing;        /* 1: FP pass, keep the tap's rows; 0: quantized pass, accumulate */
+    int row, width;     /* rows of the current sample seen so far */
+    float *fp_rows;     /* seqlen × width: the FP stream's input of the tap, current sample */
+    double *H, *C;      /* Σ x̂x̂ᵀ, Σ x̂xᵀ */
+    float *chunk;       /* width² */
+} asym_capture;
+
+static int asym_hook(void *ctx, int layer, lq_tap tap, const float *x, int ntok, int width) {
+    (void)layer;
+    asym_capture *a = ctx;
+    if (tap != a->tap) return 0;
+    const float *fp = a->fp_rows + (size_t)a->row * width;
+    if (a->storing) {
+        memcpy(a->fp_rows + (size_t)a->row * width, x, (size_t)ntok * width * sizeof(float));
+    } else {
+        size_t n = (size_t)width * width;
+        lq_gemm_f32(1, 0, width, width, ntok, 1.0f, x, width, x, width, 0.0f, a->chunk, width);
+        for (size_t i = 0; i < n; i++) a->H[i] += a->chunk[i];
+        lq_gemm_f32(1, 0, width, width, ntok, 1.0f, x, width, fp, width, 0.0f, a->chunk, width);
+        for (size_t i = 0; i < n; i++) a->C[i] += a->chunk[i];
+    }
+    a->row += ntok;
+    return 1; /* nothing after this tap is needed */
+}
+
+lq_status lq_asym_target(const float *W, int oc, int ic, const double *H, const double *C,
+                             double damp, const char *name, float **out) {
+    *out = NULL;
+    size_t n = (size_t)ic * ic;
+    double *Hinv = malloc(n * sizeof(double)), *D = malloc(n * sizeof(double));
+    double *Wd = malloc((size_t)oc * ic * sizeof(double)), *Wc = malloc((size_t)oc * ic * sizeof(double));
+    float *Wstar = malloc((size_t)oc * ic * sizeof(float));
+    lq_status st = LQ_OK;
+    if (!Hinv || !D || !Wd || !Wc || !Wstar) {
+        st = lq_fail(LQ_ERR_NOMEM, "%s: out of memory for the asymmetric target", name);
+        goto done;
+    }
+    double mean_diag = 0.0;
+    for (int i = 0; i < ic; i++) mean_diag += H[(size_t)i * ic + i];
+    mean_diag /= ic;
+    memcpy(Hinv, H, n * sizeof(double));
+    /* a floor keeps dead input channels (Ĥ_ii = 0) invertible at --damp 0; an input that is zero
+     * everywhere gets λ = 1 (W* = W then, as x̂ = 0 leaves Cᵀ − Ĥ = 0) */
+    double lambda = mean_diag > 0.0 ? (damp > 1e-6 ? damp : 1e-6) * mean_diag : 1.0;
+    for (int i = 0; i < ic; i++) Hinv[(size_t)i * ic + i] += lambda;
+    if ((st = lq_spd_inverse(Hinv, ic, name)) != LQ_OK) goto done;
+    for (int i = 0; i < ic; i++) /* D = Cᵀ − Ĥ */
+        for (int j = 0; j < ic; j++) D[(size_t)i * ic + j] = C[(size_t)j * ic + i] - H[(size_t)i * ic + j];
+    for (size_t i = 0; i < (size_t)oc * ic; i++) Wd[i] = W[i];
+    lq_gemm_f64(0, 0, oc, ic, ic, 1.0, Wd, ic, D, ic, 0.0, Wc, ic);    /* W·(Cᵀ − Ĥ) */
+    lq_gemm_f64(0, 0, oc, ic, ic, 1.0, Wc, ic, Hinv, ic, 1.0, Wd, ic); /* W + … ·(Ĥ + λI)⁻¹ */
+    for (size_t i = 0; i < (size_t)oc * ic; i++) Wstar[i] = (float)Wd[i];
+    *out = Wstar, Wstar = NULL;
+done:
+    free(Hinv), free(D), free(Wd), free(Wc), free(Wstar);
+    return st;
+}
+
+/* One layer in ASYM mode: for each tap in forward order, the FP stream (FP linears) and the
+ * quantized stream (the groups before it quantized) run up to the tap, sample by sample, and
+ * the tap's linears are quantized against W*; then both streams move on through the layer. */
+static lq_status quantize_layer_asym(model_run *run, lq_session *s, int l, float *hidden_q,
+                                     float *hidden_fp, float *work, asym_capture *a, int nsamples,
+                                     int seqlen) {
+    lq_model *m = run->m;
+    int dim = m->cfg.dim;
+    size_t per_sample = (size_t)seqlen * dim;
+    lq_linear fp[7], cur[7];
+    for (int idx = 0; idx < 7; idx++) fp[idx] = *lq_layer_linear(&m->layers[l], idx);
+    lq_status st = LQ_OK;
+    lq_layer_hook hook = {asym_hook, a};
+    int widths[LQ_TAP_COUNT] = {dim, m->cfg.n_heads * m->cfg.head_dim, dim, m->cfg.hidden_dim};
+    for (int tap = 0; tap < LQ_TAP_COUNT && st == LQ_OK; tap++) {
+        a->tap = (lq_tap)tap, a->width = widths[tap];
+        memset(a->H, 0, (size_t)a->width * a->width * sizeof(double));
+        memset(a->C, 0, (size_t)a->width * a->width * sizeof(double));
+        for (int i = 0; i < nsamples && st == LQ_OK; i++) {
+            for (int idx = 0; idx < 7; idx++) { /* the FP layer, for the FP stream */
+                cur[idx] = *lq_layer_linear(&m->layers[l], idx);
+                *lq_layer_linear(&m->layers[l], idx) = fp[idx];
+            }
+            memcpy(work, hidden_fp + i * per_sample, per_sample * sizeof(float));
+            a->storing = 1, a->row = 0;
+            st = lq_layer_forward(s, l, work, seqlen, &hook);
+            for (int idx = 0; idx < 7; idx++) *lq_layer_linear(&m->layers[l], idx) = cur[idx];
+            if (st != LQ_OK) break;
+            memcpy(work, hidden_q + i * per_sample, per_sample * sizeof(float));
+            a->storing = 0, a->row = 0;
+            st = lq_layer_forward(s, l, work, seqlen, &hook);
+        }
+        for (int idx = 0; idx < 7 && st == LQ_OK; idx++) {
+            if ((int)LINEAR_TAP[idx] != tap) continue;
+            lq_linear *lin = lq_layer_linear(&m->layers[l], idx);
+            char name[96];
+            lq_linear_name(l, idx, name, sizeof name);
+            float *Wstar = NULL;
+            st = lq_asym_target(fp[idx].weight, lin->out_features, lin->in_features, a->H, a->C,
+                             run->o->damp, name, &Wstar);
+            if (st != LQ_OK) break;
+            lin->weight = Wstar;
+            st = quantize_and_report(run, l, idx, a->H);
+            if (lin->weight == Wstar) lin->weight = fp[idx].weight; /* failed: still FP */
+            free(Wstar);
+        }
+    }
+    if (st != LQ_OK) return st;
+    for (int i = 0; i < nsamples && st == LQ_OK; i++)
+        st = lq_layer_forward(s, l, hidden_q + i * per_sample, seqlen, NULL);
+    for (int idx = 0; idx < 7; idx++) {
+        cur[idx] = *lq_layer_linear(&m->layers[l], idx);
+        *lq_layer_linear(&m->layers[l], idx) = fp[idx];
+    }
+    for (int i = 0; i < nsamples && st == LQ_OK; i++)
+        st = lq_layer_forward(s, l, hidden_fp + i * per_sample, seqlen, NULL);
+    for (int idx = 0; idx < 7; idx++) *lq_layer_linear(&m->layers[l], idx) = cur[idx];
+    return st;
+}
+
 lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int seqlen,
                             const lq_quantize_options *o, lq_linear_result *results) {
     const lq_model_config *c = &m->cfg;
-    int dim = c->dim;
-    size_t per_sample = (size_t)seqlen * dim;
+    int dim = c->dim, widest = c->hidden_dim > dim ? c->hidden_dim : dim;
+    if (c->n_heads * c->head_dim > widest) widest = c->n_heads * c->head_dim;
+    size_t per_sample = (size_t)seqlen * dim, hidden_bytes = (size_t)nsamples * per_sample * sizeof(float);
+    int asym = o->propagate == LQ_PROPAGATE_ASYM;
     lq_layer_moments *mo = NULL;
-    float *hidden = malloc((size_t)nsamples * per_sample * sizeof(float));
-    float *inputs = o->propagate_quantized ? malloc((size_t)nsamples * per_sample * sizeof(float)) : NULL;
+    /* hidden: the stream that calibrates (FP or quantized); second: the saved inputs when
+     * propagating quantized, the FP stream in ASYM mode */
+    float *hidden = malloc(hidden_bytes);
+    float *second = o->propagate != LQ_PROPAGATE_FP ? malloc(hidden_bytes) : NULL;
+    float *work = asym ? malloc(per_sample * sizeof(float)) : NULL;
+    asym_capture a = {0};
+    if (asym) {
+        a.fp_rows = malloc((size_t)seqlen * widest * sizeof(float));
+        a.H = malloc((size_t)widest * widest * sizeof(double));
+        a.C = malloc((size_t)widest * widest * sizeof(double));
+        a.chunk = malloc((size_t)widest * widest * sizeof(float));
+    }
     lq_session *s = NULL;
     lq_status st = LQ_OK;
-    if (!hidden || (o->propagate_quantized && !inputs)) {
+    model_run run = {m, o, results, 0, 7 * c->n_layers};
+    if (!hidden || (o->propagate != LQ_PROPAGATE_FP && !second) ||
+        (asym && (!work || !a.fp_rows || !a.H || !a.C || !a.chunk))) {
         st = lq_fail(LQ_ERR_NOMEM, "quantize: out of memory for %d × %d calibration tokens "
-                     "(%zu MiB of hidden states)", nsamples, seqlen,
-                     (size_t)nsamples * per_sample * sizeof(float) >> 20);
+                     "(%zu MiB of hidden states)", nsamples, seqlen, hidden_bytes >> 20);
         goto done;
     }
-    if ((st = lq_layer_moments_new(c, &mo)) != LQ_OK) goto done;
+    if (!asym && (st = lq_layer_moments_new(c, &mo)) != LQ_OK) goto done;
     if ((st = lq_session_new(m, seqlen, &s)) != LQ_OK) goto done;
     for (int i = 0; i < nsamples && st == LQ_OK; i++)
         st = lq_embed_tokens(s, tokens + (size_t)i * seqlen, seqlen, hidden + (size_t)i * per_sample);
     if (st != LQ_OK) goto done;
+    if (asym) memcpy(second, hidden, hidden_bytes);
 
-    int total = 7 * c->n_layers, done_count = 0;
     for (int l = 0; l < c->n_layers && st == LQ_OK; l++) {
-        if (inputs) memcpy(inputs, hidden, (size_t)nsamples * per_sample * sizeof(float));
+        double t_layer = lq_seconds(), t_quant = 0.0, t_prop = 0.0;
+        if (asym) {
+            st = quantize_layer_asym(&run, s, l, hidden, second, work, &a, nsamples, seqlen);
+            LQ_DEBUG("layer %d: %.1f s (asymmetric)", l, lq_seconds() - t_layer);
+            continue;
+        }
+        if (second) memcpy(second, hidden, hidden_bytes);
         /* FP pass: captures H and (when not propagating the quantized model) moves the hidden
          * states on */
-        double t_layer = lq_seconds(), t_quant = 0.0, t_prop = 0.0;
         if ((st = lq_layer_moments_capture(mo, s, l, hidden, nsamples, seqlen)) != LQ_OK) break;
         t_quant = lq_seconds();
-        for (int idx = 0; idx < 7 && st == LQ_OK; idx++) {
-            char name[96];
-            lq_linear_name(l, idx, name, sizeof name);
-            lq_linear *lin = lq_layer_linear(&m->layers[l], idx);
-            double t0 = lq_seconds(), err = 0.0;
-            st = lq_quantize_linear(lin, name, lq_layer_moments_for(mo, idx),
-                                    lq_linear_seed(o->lift.seed, l, idx), o, &err);
-            if (st != LQ_OK) break;
-            if (results) {
-                lq_linear_result *r = &results[7 * l + idx];
-                snprintf(r->name, sizeof r->name, "%s", name);
-                r->out_features = lin->out_features;
-                r->in_features = lin->in_features;
-                r->rel_error = err;
-                r->seconds = lq_seconds() - t0;
-            }
-            done_count++;
-            if (o->progress) o->progress(o->progress_ctx, done_count, total, name, err);
-        }
+        for (int idx = 0; idx < 7 && st == LQ_OK; idx++)
+            st = quantize_and_report(&run, l, idx, lq_layer_moments_for(mo, idx));
         t_prop = lq_seconds();
-        if (st == LQ_OK && inputs) {
-            memcpy(hidden, inputs, (size_t)nsamples * per_sample * sizeof(float));
+        if (st == LQ_OK && second) {
+            memcpy(hidden, second, hidden_bytes);
             for (int i = 0; i < nsamples && st == LQ_OK; i++)
                 st = lq_layer_forward(s, l, hidden + (size_t)i * per_sample, seqlen, NULL);
         }
@@ -222,6 +399,7 @@ lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int se
 done:
     lq_session_free(s);
     lq_layer_moments_free(mo);
-    free(hidden), free(inputs);
+    free(hidden), free(second), free(work);
+    free(a.fp_rows), free(a.H), free(a.C), free(a.chunk);
     return st;
 }
