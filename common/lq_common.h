@@ -45,6 +45,10 @@ lq_status lq_convert_from_f32(lq_dtype dst_type, const float *src, void *dst, si
 /* Reads a whole file into *data (malloc'ed, free(); not NUL-terminated) and its length. */
 lq_status lq_read_file(const char *path, char **data, size_t *size);
 
+/* mkdir -p: creates path and every missing directory above it (mode 0777 before the umask);
+ * LQ_ERR_IO naming the component that could not be created or is not a directory. */
+lq_status lq_make_dirs(const char *path);
+
 /* Writes `len` bytes to path atomically: path.tmp.<pid>, fsync, rename, fsync(dir). */
 lq_status lq_write_file_atomic(const char *path, const void *data, size_t len);
 /* The same with the new file's permission bits (before the umask), e.g. 0600 for a secret. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,5 +156,24 @@ lq_status lq_file_checksum(const char *path, uint64_t *out) {
     }
     close(fd);
     *out = h;
+    return LQ_OK;
+}
+
+lq_status lq_make_dirs(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return lq_fail(LQ_ERR_ARG, "%s: path too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return lq_fail(LQ_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        struct stat sb;
+        if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return lq_fail(LQ_ERR_IO, "%s: not a directory", buf);
+        *p = saved;
+        if (!saved) break;
+    }
     return LQ_OK;
 }

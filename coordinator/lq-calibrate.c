@@ -326,25 +326,6 @@ static lq_status run_key(const options *o, char *key, size_t key_cap, json_t **s
     return *settings ? LQ_OK : lq_fail(LQ_ERR_NOMEM, "out of memory");
 }
 
-static lq_status mkdir_p(const char *path) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return lq_fail(LQ_ERR_ARG, "%s: path too long", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0') continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return lq_fail(LQ_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-        struct stat sb;
-        if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
-            return lq_fail(LQ_ERR_IO, "%s: not a directory", buf);
-        *p = saved;
-        if (!saved) break;
-    }
-    return LQ_OK;
-}
-
 static lq_status parent_dir(const char *path, char *out, size_t cap) {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
@@ -400,7 +381,7 @@ static lq_status open_run(coordinator *co) {
         if ((st = parent_dir(o->out, parent, sizeof parent))) return st;
         snprintf(db, sizeof db, "%s/liftquant-store/store.db", parent);
     }
-    if ((st = parent_dir(db, co->store_dir, sizeof co->store_dir)) || (st = mkdir_p(co->store_dir)))
+    if ((st = parent_dir(db, co->store_dir, sizeof co->store_dir)) || (st = lq_make_dirs(co->store_dir)))
         return lq_fail_context(st, "--db %s", db);
     if ((st = lq_store_open_with_timeout(db, (int)(o->db_timeout * 1000), &co->store))) return st;
     char key[64];
@@ -944,7 +925,7 @@ static lq_status prepare(coordinator *co, plan_header *plan) {
     plan->run_id = co->run_id;
     char dir[4096 + 64];
     snprintf(dir, sizeof dir, "%s/blobs/run%lld", co->store_dir, (long long)co->run_id);
-    if ((st = mkdir_p(dir))) return st;
+    if ((st = lq_make_dirs(dir))) return st;
     if (!realpath(dir, plan->blob_dir)) return lq_fail(LQ_ERR_IO, "%s: %s", dir, strerror(errno));
     return LQ_OK;
 }

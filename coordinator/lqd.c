@@ -101,19 +101,6 @@ static void usage(FILE *out) {
 /* ---- small helpers ------------------------------------------------------------------------ */
 static int make_dir(const char *path) { return mkdir(path, 0755) == 0 || errno == EEXIST; }
 
-/* mkdir -p */
-static int make_parents(const char *path) {
-    char buf[LQ_FLEET_MAX_PATH + 80];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (!make_dir(buf)) return 0;
-            *p = '/';
-        }
-    return make_dir(buf);
-}
-
 static void launch_paths(const daemon_state *d, int64_t id, int64_t launch, char *log, char *status,
                          size_t cap) {
     snprintf(log, cap, "%s/logs/job-%lld.%lld.log", d->state_dir, (long long)id, (long long)launch);
@@ -438,9 +425,9 @@ static void launch_queued(daemon_state *d) {
         /* lq-calibrate writes OUT.tmp beside OUT and wants the parent to exist */
         char parent[LQ_FLEET_MAX_PATH + 80];
         snprintf(parent, sizeof parent, "%s", jobs[0].out);
-        if (!make_parents(dirname(parent))) {
-            char why[sizeof parent + 128];
-            snprintf(why, sizeof why, "cannot create the output's directory %s: %s", parent, strerror(errno));
+        if (lq_make_dirs(dirname(parent)) != LQ_OK) {
+            char why[sizeof parent + 160];
+            snprintf(why, sizeof why, "cannot create the output's directory: %s", lq_last_error());
             fail_job(d, jobs[0].id, -1, why);
         } else if (!strcmp(d->o.launcher, "slurm")) launch_slurm(d, &jobs[0], launch);
         else launch_local(d, &jobs[0], launch);

@@ -357,6 +357,13 @@ bad_manifest 'models[1] (b) has no budgets' '{"name": "b", "model": "m", "budget
 bad_manifest 'models[1] (b) needs "model"' '{"name": "b", "model": 7}'
 [ "$(fl --json status 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')" = 4 ] ||
     fail "a refused manifest queued jobs: $(fl status 2>&1)"
+# an output under a regular file: the job fails before launching, naming the component at fault
+: >"$tmp/a_file"
+fl submit --model "$model" --tokenizer "$tok" --out "$tmp/a_file/sub/out" --budget 4bits --db "$tmp/mf/store5.db" \
+    -- "${quick[@]}" >/dev/null 2>&1 || fail "submit under a file"
+wait_state 5 30 failed
+fl status 5 2>&1 | grep -qF "cannot create the output's directory: $tmp/a_file: not a directory" ||
+    fail "job 5's error: $(fl status 5 2>&1)"
 kill -TERM "$lqd_pid"
 wait "$lqd_pid"
 

@@ -208,8 +208,9 @@ typedef struct {
 
 /* Quantizes every decoder-layer linear of m in place, layer by layer, from nsamples × seqlen
  * calibration tokens. results (may be NULL): 7·n_layers entries. Memory: the hidden states
- * (nsamples·seqlen·dim floats, twice when propagating quantized) plus one layer's four input
- * second-moment matrices (dim² ×2 + q_dim² + hidden² doubles). */
+ * (nsamples·seqlen·dim floats, twice unless propagating FP) plus one layer's four input
+ * second-moment matrices (dim² ×2 + q_dim² + hidden² doubles; ASYM: two widest² doubles and
+ * one window's seqlen × widest floats instead). */
 lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int seqlen,
                             const lq_quantize_options *o, lq_linear_result *results);
 

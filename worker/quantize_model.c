@@ -230,9 +230,9 @@ static int asym_hook(void *ctx, int layer, lq_tap tap, const float *x, int ntok,
     (void)layer;
     asym_capture *a = ctx;
     if (tap != a->tap) return 0;
-    const float *fp = a->fp_rows + (size_t)a->row * width;
+    float *fp = a->fp_rows + (size_t)a->row * width; /* the same rows of the FP stream */
     if (a->storing) {
-        memcpy(a->fp_rows + (size_t)a->row * width, x, (size_t)ntok * width * sizeof(float));
+        memcpy(fp, x, (size_t)ntok * width * sizeof(float));
     } else {
         size_t n = (size_t)width * width;
         lq_gemm_f32(1, 0, width, width, ntok, 1.0f, x, width, x, width, 0.0f, a->chunk, width);
@@ -245,7 +245,7 @@ static int asym_hook(void *ctx, int layer, lq_tap tap, const float *x, int ntok,
 }
 
 lq_status lq_asym_target(const float *W, int oc, int ic, const double *H, const double *C,
-                             double damp, const char *name, float **out) {
+                         double damp, const char *name, float **out) {
     *out = NULL;
     size_t n = (size_t)ic * ic;
     double *Hinv = malloc(n * sizeof(double)), *D = malloc(n * sizeof(double));
