@@ -355,6 +355,8 @@ bad_manifest 'models[1] needs "name"' '{"name": "..", "model": "m"}'
 bad_manifest 'models[1] needs "name"' '{"name": "", "model": "m"}'
 bad_manifest 'models[1] (b) has no budgets' '{"name": "b", "model": "m", "budgets": []}'
 bad_manifest 'models[1] (b) needs "model"' '{"name": "b", "model": 7}'
+bad_manifest 'models[1].budgets must be an array of strings' '{"name": "b", "model": "m", "budgets": "4bits"}'
+bad_manifest 'models[1].budgets has 65 entries, at most 64' "{\"name\": \"b\", \"model\": \"m\", \"budgets\": $(python3 -c 'import json; print(json.dumps(["%dbits" % (i % 4 + 2) for i in range(65)]))')}"
 [ "$(fl --json status 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')" = 4 ] ||
     fail "a refused manifest queued jobs: $(fl status 2>&1)"
 # an output under a regular file: the job fails before launching, naming the component at fault

@@ -57,6 +57,22 @@ lq_status lq_propagate_from_name(const char *name, lq_propagate *out) {
     return lq_fail(LQ_ERR_ARG, "--propagate %s: unknown (fp, quant, asym)", name);
 }
 
+/* Width of the input each tap sees, and the widest of the four (one buffer serves them all). */
+static int tap_width(const lq_model_config *c, lq_tap tap) {
+    switch (tap) {
+    case LQ_TAP_ATTN_OUT: return c->n_heads * c->head_dim;
+    case LQ_TAP_MLP_HIDDEN: return c->hidden_dim;
+    default: return c->dim;
+    }
+}
+
+static int widest_tap(const lq_model_config *c) {
+    int widest = 0;
+    for (int t = 0; t < LQ_TAP_COUNT; t++)
+        if (tap_width(c, (lq_tap)t) > widest) widest = tap_width(c, (lq_tap)t);
+    return widest;
+}
+
 /* ---- capture ---------------------------------------------------------------------------- */
 struct lq_layer_moments {
     int width[LQ_TAP_COUNT];
@@ -84,13 +100,9 @@ lq_status lq_layer_moments_new(const lq_model_config *c, lq_layer_moments **out)
     *out = NULL;
     lq_layer_moments *mo = calloc(1, sizeof *mo);
     if (!mo) return lq_fail(LQ_ERR_NOMEM, "calibration: out of memory");
-    mo->width[LQ_TAP_ATTN_IN] = c->dim;
-    mo->width[LQ_TAP_ATTN_OUT] = c->n_heads * c->head_dim;
-    mo->width[LQ_TAP_MLP_IN] = c->dim;
-    mo->width[LQ_TAP_MLP_HIDDEN] = c->hidden_dim;
-    int widest = 0, bad = 0;
+    int widest = widest_tap(c), bad = 0;
     for (int t = 0; t < LQ_TAP_COUNT; t++) {
-        if (mo->width[t] > widest) widest = mo->width[t];
+        mo->width[t] = tap_width(c, (lq_tap)t);
         bad |= !(mo->H[t] = malloc((size_t)mo->width[t] * mo->width[t] * sizeof(double)));
     }
     bad |= !(mo->chunk = malloc((size_t)widest * widest * sizeof(float)));
@@ -277,6 +289,16 @@ done:
     return st;
 }
 
+/* Installs set[0..6] as layer L's linears and keeps the ones it replaces in saved: the FP and
+ * the partly quantized layer trade places by value (the structs own nothing while swapped out;
+ * the FP weights stay the model's). */
+static void swap_in_linears(lq_layer *L, const lq_linear *set, lq_linear *saved) {
+    for (int idx = 0; idx < 7; idx++) {
+        saved[idx] = *lq_layer_linear(L, idx);
+        *lq_layer_linear(L, idx) = set[idx];
+    }
+}
+
 /* One layer in ASYM mode: for each tap in forward order, the FP stream (FP linears) and the
  * quantized stream (the groups before it quantized) run up to the tap, sample by sample, and
  * the tap's linears are quantized against W*; then both streams move on through the layer. */
@@ -290,20 +312,16 @@ static lq_status quantize_layer_asym(model_run *run, lq_session *s, int l, float
     for (int idx = 0; idx < 7; idx++) fp[idx] = *lq_layer_linear(&m->layers[l], idx);
     lq_status st = LQ_OK;
     lq_layer_hook hook = {asym_hook, a};
-    int widths[LQ_TAP_COUNT] = {dim, m->cfg.n_heads * m->cfg.head_dim, dim, m->cfg.hidden_dim};
     for (int tap = 0; tap < LQ_TAP_COUNT && st == LQ_OK; tap++) {
-        a->tap = (lq_tap)tap, a->width = widths[tap];
+        a->tap = (lq_tap)tap, a->width = tap_width(&m->cfg, (lq_tap)tap);
         memset(a->H, 0, (size_t)a->width * a->width * sizeof(double));
         memset(a->C, 0, (size_t)a->width * a->width * sizeof(double));
         for (int i = 0; i < nsamples && st == LQ_OK; i++) {
-            for (int idx = 0; idx < 7; idx++) { /* the FP layer, for the FP stream */
-                cur[idx] = *lq_layer_linear(&m->layers[l], idx);
-                *lq_layer_linear(&m->layers[l], idx) = fp[idx];
-            }
+            swap_in_linears(&m->layers[l], fp, cur); /* the FP layer, for the FP stream */
             memcpy(work, hidden_fp + i * per_sample, per_sample * sizeof(float));
             a->storing = 1, a->row = 0;
             st = lq_layer_forward(s, l, work, seqlen, &hook);
-            for (int idx = 0; idx < 7; idx++) *lq_layer_linear(&m->layers[l], idx) = cur[idx];
+            swap_in_linears(&m->layers[l], cur, fp);
             if (st != LQ_OK) break;
             memcpy(work, hidden_q + i * per_sample, per_sample * sizeof(float));
             a->storing = 0, a->row = 0;
@@ -316,7 +334,7 @@ static lq_status quantize_layer_asym(model_run *run, lq_session *s, int l, float
             lq_linear_name(l, idx, name, sizeof name);
             float *Wstar = NULL;
             st = lq_asym_target(fp[idx].weight, lin->out_features, lin->in_features, a->H, a->C,
-                             run->o->damp, name, &Wstar);
+                                run->o->damp, name, &Wstar);
             if (st != LQ_OK) break;
             lin->weight = Wstar;
             st = quantize_and_report(run, l, idx, a->H);
@@ -327,21 +345,17 @@ static lq_status quantize_layer_asym(model_run *run, lq_session *s, int l, float
     if (st != LQ_OK) return st;
     for (int i = 0; i < nsamples && st == LQ_OK; i++)
         st = lq_layer_forward(s, l, hidden_q + i * per_sample, seqlen, NULL);
-    for (int idx = 0; idx < 7; idx++) {
-        cur[idx] = *lq_layer_linear(&m->layers[l], idx);
-        *lq_layer_linear(&m->layers[l], idx) = fp[idx];
-    }
+    swap_in_linears(&m->layers[l], fp, cur);
     for (int i = 0; i < nsamples && st == LQ_OK; i++)
         st = lq_layer_forward(s, l, hidden_fp + i * per_sample, seqlen, NULL);
-    for (int idx = 0; idx < 7; idx++) *lq_layer_linear(&m->layers[l], idx) = cur[idx];
+    swap_in_linears(&m->layers[l], cur, fp);
     return st;
 }
 
 lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int seqlen,
                             const lq_quantize_options *o, lq_linear_result *results) {
     const lq_model_config *c = &m->cfg;
-    int dim = c->dim, widest = c->hidden_dim > dim ? c->hidden_dim : dim;
-    if (c->n_heads * c->head_dim > widest) widest = c->n_heads * c->head_dim;
+    int dim = c->dim, widest = widest_tap(c);
     size_t per_sample = (size_t)seqlen * dim, hidden_bytes = (size_t)nsamples * per_sample * sizeof(float);
     int asym = o->propagate == LQ_PROPAGATE_ASYM;
     lq_layer_moments *mo = NULL;
