@@ -81,6 +81,21 @@ asym="$(ppl_of --model "$tmp/asym")" || fail "eval of the asym directory"
 echo "LiftQuant 16/8 --propagate asym ppl $asym"
 python3 -c "import sys; fp, q = $fp, $asym; sys.exit(0 if fp < q < 8 * fp else 1)" ||
     fail "LiftQuant 16/8 asym ppl $asym out of the expected range for FP $fp"
+# --asym-alpha 0.5 applies half the correction: q/k/v still as above, o_proj's fit a third one
+"$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
+    --config 16/8 --steps 20 --propagate asym --asym-alpha 0.5 --out "$tmp/asym_half" >/dev/null \
+    2>"$tmp/asym_half.err" || fail "liftquant 16/8 --asym-alpha 0.5: $(cat "$tmp/asym_half.err")"
+python3 - "$tmp/lq/config.json" "$tmp/asym/config.json" "$tmp/asym_half/config.json" <<'PY' || fail "--asym-alpha 0.5 against 1 and quant: see above"
+import json, sys
+q, a, h = (json.load(open(p))["quantization_config"] for p in sys.argv[1:])
+assert h["calibration"]["asym_alpha"] == 0.5 and a["calibration"]["asym_alpha"] == 1.0, h["calibration"]
+eq, ea, eh = (c["relative_output_error"] for c in (q, a, h))
+for m in ("q_proj", "k_proj", "v_proj"):
+    k = "model.layers.0.self_attn." + m
+    assert eh[k] == eq[k], (k, eh[k], eq[k])
+k = "model.layers.0.self_attn.o_proj"
+assert eh[k] != ea[k] and eh[k] != eq[k], (k, eh[k], ea[k], eq[k])
+PY
 
 # ---- baselines through the same tool and runtime ------------------------------------------
 "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
@@ -97,6 +112,8 @@ python3 -c "import sys; fp, g, r = $fp, $g4, $r4; sys.exit(0 if fp < g < 1.5 * f
 expect "$quantize" 2 "no lattice file" -- --model "$model" --tokenizer "$tok" --config 19/7 --out "$tmp/x"
 expect "$quantize" 2 "no lattice file" -- --model "$model" --tokenizer "$tok" --config 16/8 --lattices "$tmp/none" --out "$tmp/x"
 expect "$quantize" 2 "--config" -- --model "$model" --tokenizer "$tok" --config 8/16 --out "$tmp/x"
+expect "$quantize" 2 "--asym-alpha" -- --model "$model" --tokenizer "$tok" --propagate asym --asym-alpha 1.5 --out "$tmp/x"
+expect "$quantize" 2 "applies to --propagate asym only" -- --model "$model" --tokenizer "$tok" --asym-alpha 0.5 --out "$tmp/x"
 expect "$quantize" 1 "calibration text not found" -- --model "$model" --tokenizer "$tok" --calib "$tmp/none.txt" --out "$tmp/x"
 expect "$quantize" 1 "needs a tokenizer" -- --model "$model" --calib "$tmp/calib.txt" --out "$tmp/x"
 expect "$quantize" 2 "unknown" -- --model "$model" --tokenizer "$tok" --method awq --out "$tmp/x"

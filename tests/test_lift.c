@@ -285,17 +285,36 @@ static void test_asym_target(void **state) {
         W2[i] = (float)lq_rng_normal(&rng);
     }
     float *Wstar = NULL;
-    assert_int_equal(lq_asym_target(W, oc, ic, H, C, 0.0, "test", &Wstar), LQ_OK);
+    assert_int_equal(lq_asym_target(W, oc, ic, H, C, 0.0, 1.0, "test", &Wstar), LQ_OK);
     double c1 = asym_objective(W1, W, X, Xh, oc, ic, n) - h_norm(W1, Wstar, H, oc, ic);
     double c2 = asym_objective(W2, W, X, Xh, oc, ic, n) - h_norm(W2, Wstar, H, oc, ic);
     double scale = asym_objective(W2, W, X, Xh, oc, ic, n);
     assert_true(fabs(c1 - c2) < 1e-5 * scale);
     assert_true(c1 >= -1e-6 * scale); /* the constant is the least error reachable */
     assert_true(asym_objective(Wstar, W, X, Xh, oc, ic, n) < 0.8 * asym_objective(W, W, X, Xh, oc, ic, n));
-    free(Wstar);
+
+    /* α scales the correction: half of it at 0.5, none (W bit for bit) at 0 */
+    float *Whalf = NULL, *Wnone = NULL;
+    assert_int_equal(lq_asym_target(W, oc, ic, H, C, 0.0, 0.5, "test", &Whalf), LQ_OK);
+    assert_int_equal(lq_asym_target(W, oc, ic, H, C, 0.0, 0.0, "test", &Wnone), LQ_OK);
+    assert_memory_equal(Wnone, W, sizeof W);
+    double worst = 0.0, delta = 0.0;
+    for (int i = 0; i < oc * ic; i++) {
+        double want = W[i] + 0.5 * ((double)Wstar[i] - W[i]);
+        worst = fmax(worst, fabs(Whalf[i] - want));
+        delta = fmax(delta, fabs((double)Wstar[i] - W[i]));
+    }
+    assert_true(delta > 1e-2);          /* there is a correction to halve */
+    assert_true(worst < 1e-5 * delta);
+    free(Whalf), free(Wnone), free(Wstar);
+    Wstar = NULL;
+    assert_int_equal(lq_asym_target(W, oc, ic, H, C, 0.0, 1.5, "test", &Wstar), LQ_ERR_ARG);
+    assert_non_null(strstr(lq_last_error(), "asymmetric share 1.5"));
+    assert_int_equal(lq_asym_target(W, oc, ic, H, C, 0.0, NAN, "test", &Wstar), LQ_ERR_ARG);
+    assert_null(Wstar);
 
     /* no upstream error: the target is W, bit for bit, whatever the damping */
-    assert_int_equal(lq_asym_target(W, oc, ic, Hx, Hx, 0.01, "test", &Wstar), LQ_OK);
+    assert_int_equal(lq_asym_target(W, oc, ic, Hx, Hx, 0.01, 1.0, "test", &Wstar), LQ_OK);
     assert_memory_equal(Wstar, W, sizeof W);
     free(Wstar);
 }

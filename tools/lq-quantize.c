@@ -43,6 +43,8 @@ static void usage(FILE *out) {
             "                      or on the quantized layers' outputs (default quant); asym:\n"
             "                      quantized inputs, FP model's outputs as the target, a layer's\n"
             "                      linear groups in order (docs/QUANTIZE.md)\n"
+            "  --asym-alpha A      with asym: the share of the fitted correction applied,\n"
+            "                      0..1 (default 1)\n"
             "  --seed S            windows and transforms (default 42)\n"
             "liftquant:\n"
             "  --config D/d        lattice config for every linear (default 24/10)\n"
@@ -97,7 +99,8 @@ int main(int argc, char **argv) {
     const char *encoder_name = "exact", *propagate = "quant";
     long nsamples = 128, seqlen = 512, seed = 42, steps = 100, bits = 0, group = 128;
     int ldlq = 1, a1 = 1, act_order = 1, train_bits = 0;
-    double damp = 0.01, lr = 1e-3;
+    double damp = 0.01, lr = 1e-3, asym_alpha = 1.0;
+    int asym_alpha_given = 0;
     long transform_seed = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -133,6 +136,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--lr")) {
             if (!lq_arg_double("lq-quantize", a, v, 0.0, 1.0, &lr)) return 2;
             i++;
+        } else if (!strcmp(a, "--asym-alpha")) {
+            if (!lq_arg_double("lq-quantize", a, v, 0.0, 1.0, &asym_alpha)) return 2;
+            asym_alpha_given = 1;
+            i++;
         } else if (!strcmp(a, "--damp")) {
             if (!lq_arg_double("lq-quantize", a, v, 0.0, 10.0, &damp)) return 2;
             i++;
@@ -162,6 +169,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "lq-quantize: %s\n", lq_last_error());
         return 2;
     }
+    if (asym_alpha_given && o.propagate != LQ_PROPAGATE_ASYM) {
+        fprintf(stderr, "lq-quantize: --asym-alpha applies to --propagate asym only (here %s)\n",
+                propagate);
+        return 2;
+    }
+    o.asym_alpha = asym_alpha;
     o.bits = (int)bits, o.group = (int)group, o.act_order = act_order, o.damp = damp;
     if (o.method != LQ_METHOD_LIFTQUANT && bits != 2 && bits != 3 && bits != 4 && bits != 8) {
         fprintf(stderr, "lq-quantize: --method %s needs --bits 2, 3, 4 or 8\n", method_name);
@@ -250,6 +263,8 @@ int main(int argc, char **argv) {
                         json_pack("{s:s, s:I, s:I, s:I, s:s}", "text", calib, "nsamples",
                                   (json_int_t)nsamples, "seqlen", (json_int_t)seqlen, "seed",
                                   (json_int_t)seed, "propagate", propagate));
+    if (o.propagate == LQ_PROPAGATE_ASYM)
+        json_object_set_new(json_object_get(x, "calibration"), "asym_alpha", json_real(asym_alpha));
     if (o.method == LQ_METHOD_LIFTQUANT)
         json_object_set_new(x, "liftquant",
                             json_pack("{s:s, s:s, s:b, s:b, s:I, s:b}", "config", config,

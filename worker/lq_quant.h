@@ -193,6 +193,10 @@ typedef struct {
     int bits, group, act_order;/* RTN / GPTQ */
     double damp;               /* GPTQ */
     lq_propagate propagate;
+    /* ASYM: the share of the fitted correction W* − W applied (1 = the whole least-squares fit,
+     * 0 = none, i.e. QUANT's target with ASYM's ordering); below 1 it shrinks a fit made from
+     * finitely many windows toward W (GPTAQ's reference code defaults to 0.25) */
+    double asym_alpha;
     /* called after every linear (may be NULL): done/total linears, for progress */
     void (*progress)(void *ctx, int done, int total, const char *name, double rel_error);
     void *progress_ctx;
@@ -235,11 +239,12 @@ lq_status lq_layer_moments_capture(lq_layer_moments *mo, lq_session *s, int laye
 const double *lq_layer_moments_for(const lq_layer_moments *mo, int linear_index);
 
 /* ASYM's target (worker/quantize_model.c): with Ĥ = Σ x̂x̂ᵀ and C = Σ x̂xᵀ (IC × IC, f64) of the
- * inputs x̂ a linear receives and x the FP model gives it, W* = W + W·(Cᵀ − Ĥ)·(Ĥ + λI)⁻¹,
- * λ = damp·mean(diag Ĥ) (at least 10⁻⁶ of it), so that Σ ‖Ŵx̂ − Wx‖² = tr((Ŵ − W*)Ĥ(Ŵ − W*)ᵀ) +
- * a constant up to the damping. *out: OC × IC floats, malloc'ed; `name` is for messages. */
+ * inputs x̂ a linear receives and x the FP model gives it, W* = W + α·W·(Cᵀ − Ĥ)·(Ĥ + λI)⁻¹,
+ * λ = damp·mean(diag Ĥ) (at least 10⁻⁶ of it); at α = 1, Σ ‖Ŵx̂ − Wx‖² = tr((Ŵ − W*)Ĥ(Ŵ − W*)ᵀ)
+ * + a constant up to the damping; α = 0 gives W back bit for bit. *out: OC × IC floats,
+ * malloc'ed; `name` is for messages. */
 lq_status lq_asym_target(const float *W, int out_features, int in_features, const double *H,
-                         const double *C, double damp, const char *name, float **out);
+                         const double *C, double damp, double alpha, const char *name, float **out);
 
 /* Linear `index` (0..6: q k v o gate up down) of a layer, and its Hugging Face module name
  * (worker/qformat.c: the names are part of the file format). */

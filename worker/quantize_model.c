@@ -257,8 +257,10 @@ static int asym_hook(void *ctx, int layer, lq_tap tap, const float *x, int ntok,
 }
 
 lq_status lq_asym_target(const float *W, int oc, int ic, const double *H, const double *C,
-                         double damp, const char *name, float **out) {
+                         double damp, double alpha, const char *name, float **out) {
     *out = NULL;
+    if (!isfinite(alpha) || alpha < 0.0 || alpha > 1.0)
+        return lq_fail(LQ_ERR_ARG, "%s: asymmetric share %g outside [0, 1]", name, alpha);
     size_t n = (size_t)ic * ic;
     double *Hinv = malloc(n * sizeof(double)), *D = malloc(n * sizeof(double));
     double *Wd = malloc((size_t)oc * ic * sizeof(double)), *Wc = malloc((size_t)oc * ic * sizeof(double));
@@ -281,7 +283,7 @@ lq_status lq_asym_target(const float *W, int oc, int ic, const double *H, const 
         for (int j = 0; j < ic; j++) D[(size_t)i * ic + j] = C[(size_t)j * ic + i] - H[(size_t)i * ic + j];
     for (size_t i = 0; i < (size_t)oc * ic; i++) Wd[i] = W[i];
     lq_gemm_f64(0, 0, oc, ic, ic, 1.0, Wd, ic, D, ic, 0.0, Wc, ic);    /* W·(Cᵀ − Ĥ) */
-    lq_gemm_f64(0, 0, oc, ic, ic, 1.0, Wc, ic, Hinv, ic, 1.0, Wd, ic); /* W + … ·(Ĥ + λI)⁻¹ */
+    lq_gemm_f64(0, 0, oc, ic, ic, alpha, Wc, ic, Hinv, ic, 1.0, Wd, ic); /* W + α…·(Ĥ + λI)⁻¹ */
     for (size_t i = 0; i < (size_t)oc * ic; i++) Wstar[i] = (float)Wd[i];
     *out = Wstar, Wstar = NULL;
 done:
@@ -334,7 +336,7 @@ static lq_status quantize_layer_asym(model_run *run, lq_session *s, int l, float
             lq_linear_name(l, idx, name, sizeof name);
             float *Wstar = NULL;
             st = lq_asym_target(fp[idx].weight, lin->out_features, lin->in_features, a->H, a->C,
-                                run->o->damp, name, &Wstar);
+                                run->o->damp, run->o->asym_alpha, name, &Wstar);
             if (st != LQ_OK) break;
             lin->weight = Wstar;
             st = quantize_and_report(run, l, idx, a->H);
