@@ -161,8 +161,11 @@ lq_status lq_file_checksum(const char *path, uint64_t *out) {
 
 lq_status lq_make_dirs(const char *path) {
     char buf[4096];
+    if (!path[0]) return lq_fail(LQ_ERR_ARG, "an empty directory path"); /* buf + 1 below */
+    /* the reason before the path: a path this long would push it out of the message */
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return lq_fail(LQ_ERR_ARG, "%s: path too long", path);
+        return lq_fail(LQ_ERR_ARG, "directory path too long (%zu bytes, at most %zu): %.80s…",
+                       strlen(path), sizeof buf - 1, path);
     for (char *p = buf + 1;; p++) {
         if (*p != '/' && *p != '\0') continue;
         char saved = *p;
