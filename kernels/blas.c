@@ -11,6 +11,7 @@
 #include "lq_blas.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -122,13 +123,23 @@ void lq_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, con
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 
+/* dpotrf, plus the check OpenBLAS's blocked dpotrf leaves out: a NaN in A goes through it
+ * with info = 0 (reference LAPACK stops), so a factor whose diagonal is not finite and
+ * positive counts as a failed leading minor. */
+static void cholesky_lower(double *A, int n, int *info) {
+    dpotrf_("L", &n, A, &n, info);
+    for (int i = 0; *info == 0 && i < n; i++)
+        if (!(isfinite(A[(size_t)i * n + i]) && A[(size_t)i * n + i] > 0.0)) *info = i + 1;
+}
+
 lq_status lq_cholesky_upper(double *A, int n, const char *what) {
     int info = 0;
     threads_for((uint64_t)n * n * n / 3);
-    dpotrf_("L", &n, A, &n, &info);
+    cholesky_lower(A, n, &info);
     if (info > 0)
-        return lq_fail(LQ_ERR_NUMERIC, "%s: matrix is not positive definite (leading minor %d)",
-                       what, info);
+        return lq_fail(LQ_ERR_NUMERIC,
+                       "%s: matrix is not positive definite or not finite (leading minor %d)", what,
+                       info);
     if (info < 0) return lq_fail(LQ_ERR_INTERNAL, "%s: dpotrf argument %d invalid", what, -info);
     for (int i = 1; i < n; i++)
         for (int j = 0; j < i; j++) A[(size_t)i * n + j] = 0.0;
@@ -138,11 +149,12 @@ lq_status lq_cholesky_upper(double *A, int n, const char *what) {
 lq_status lq_spd_inverse(double *A, int n, const char *what) {
     int info = 0;
     threads_for((uint64_t)n * n * n);
-    dpotrf_("L", &n, A, &n, &info);
+    cholesky_lower(A, n, &info);
     if (info == 0) dpotri_("L", &n, A, &n, &info);
     if (info > 0)
-        return lq_fail(LQ_ERR_NUMERIC, "%s: matrix is not positive definite (leading minor %d)",
-                       what, info);
+        return lq_fail(LQ_ERR_NUMERIC,
+                       "%s: matrix is not positive definite or not finite (leading minor %d)", what,
+                       info);
     if (info < 0) return lq_fail(LQ_ERR_INTERNAL, "%s: LAPACK argument %d invalid", what, -info);
     /* dpotri fills the column-major lower triangle = row-major upper; mirror it */
     for (int i = 1; i < n; i++)

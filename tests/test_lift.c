@@ -312,6 +312,14 @@ static void test_asym_target(void **state) {
     assert_non_null(strstr(lq_last_error(), "asymmetric share 1.5"));
     assert_int_equal(lq_asym_target(W, oc, ic, H, C, 0.0, NAN, "test", &Wstar), LQ_ERR_ARG);
     assert_null(Wstar);
+    /* moments no real input gives (a NaN from an overflowed window): an error naming the
+     * linear, no target */
+    double saved = H[0];
+    H[0] = NAN;
+    assert_int_equal(lq_asym_target(W, oc, ic, H, C, 0.01, 1.0, "layers.3.q", &Wstar), LQ_ERR_NUMERIC);
+    assert_non_null(strstr(lq_last_error(), "layers.3.q: matrix is not positive definite"));
+    assert_null(Wstar);
+    H[0] = saved;
 
     /* no upstream error: the target is W, bit for bit, whatever the damping */
     assert_int_equal(lq_asym_target(W, oc, ic, Hx, Hx, 0.01, 1.0, "test", &Wstar), LQ_OK);
