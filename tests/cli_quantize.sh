@@ -81,11 +81,12 @@ asym="$(ppl_of --model "$tmp/asym")" || fail "eval of the asym directory"
 echo "LiftQuant 16/8 --propagate asym ppl $asym"
 python3 -c "import sys; fp, q = $fp, $asym; sys.exit(0 if fp < q < 8 * fp else 1)" ||
     fail "LiftQuant 16/8 asym ppl $asym out of the expected range for FP $fp"
-# --asym-alpha 0.5 applies half the correction: q/k/v still as above, o_proj's fit a third one
+# --asym-alpha 1 applies the whole correction, the default half of it: q/k/v still as above,
+# o_proj's fit a third one
 "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
-    --config 16/8 --steps 20 --propagate asym --asym-alpha 0.5 --out "$tmp/asym_half" >/dev/null \
-    2>"$tmp/asym_half.err" || fail "liftquant 16/8 --asym-alpha 0.5: $(cat "$tmp/asym_half.err")"
-python3 - "$tmp/lq/config.json" "$tmp/asym/config.json" "$tmp/asym_half/config.json" <<'PY' || fail "--asym-alpha 0.5 against 1 and quant: see above"
+    --config 16/8 --steps 20 --propagate asym --asym-alpha 1 --out "$tmp/asym_whole" >/dev/null \
+    2>"$tmp/asym_whole.err" || fail "liftquant 16/8 --asym-alpha 1: $(cat "$tmp/asym_whole.err")"
+python3 - "$tmp/lq/config.json" "$tmp/asym_whole/config.json" "$tmp/asym/config.json" <<'PY' || fail "--asym-alpha 1 against the default 0.5 and quant: see above"
 import json, sys
 q, a, h = (json.load(open(p))["quantization_config"] for p in sys.argv[1:])
 assert h["calibration"]["asym_alpha"] == 0.5 and a["calibration"]["asym_alpha"] == 1.0, h["calibration"]

@@ -44,7 +44,7 @@ static void usage(FILE *out) {
             "                      quantized inputs, FP model's outputs as the target, a layer's\n"
             "                      linear groups in order (docs/QUANTIZE.md)\n"
             "  --asym-alpha A      with asym: the share of the fitted correction applied,\n"
-            "                      0..1 (default 1)\n"
+            "                      0..1 (default 0.5, docs/BENCHMARKS.md §3)\n"
             "  --seed S            windows and transforms (default 42)\n"
             "liftquant:\n"
             "  --config D/d        lattice config for every linear (default 24/10)\n"
@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
     const char *encoder_name = "exact", *propagate = "quant";
     long nsamples = 128, seqlen = 512, seed = 42, steps = 100, bits = 0, group = 128;
     int ldlq = 1, a1 = 1, act_order = 1, train_bits = 0;
-    double damp = 0.01, lr = 1e-3, asym_alpha = 1.0;
+    double damp = 0.01, lr = 1e-3, asym_alpha = 0.5;
     int asym_alpha_given = 0;
     long transform_seed = -1;
     for (int i = 1; i < argc; i++) {
