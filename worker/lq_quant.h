@@ -196,7 +196,7 @@ typedef struct {
     /* ASYM: the share of the fitted correction W* − W applied (1 = the whole least-squares fit,
      * 0 = none, i.e. QUANT's target with ASYM's ordering); below 1 it shrinks a fit made from
      * finitely many windows toward W (GPTAQ's reference code defaults to 0.25; lq-quantize's
-     * 0.5 measured best for LiftQuant on both test models and for GPTQ on SmolLM2) */
+     * 0.5 measured better than 1 for LiftQuant on both test models and for GPTQ on SmolLM2) */
     double asym_alpha;
     /* called after every linear (may be NULL): done/total linears, for progress */
     void (*progress)(void *ctx, int done, int total, const char *name, double rel_error);
