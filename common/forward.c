@@ -39,10 +39,11 @@ struct lq_session {
 };
 
 
-/* Inverse frequencies of the rotary pairs, Hugging Face's llama3 scaling applied when set:
- * long wavelengths (beyond original_max_pos / low_freq_factor) are slowed by `factor`, short
- * ones (below original_max_pos / high_freq_factor) kept, and the band between interpolated. */
-static void rope_inv_freq(const lq_model_config *c, double *inv_freq) {
+/* Inverse frequencies of the rotary pairs (model.h), Hugging Face's llama3 scaling applied when
+ * set: long wavelengths (beyond original_max_pos / low_freq_factor) are slowed by `factor`,
+ * short ones (below original_max_pos / high_freq_factor) kept, and the band between
+ * interpolated. */
+void lq_rope_inv_freq(const lq_model_config *c, double *inv_freq) {
     int half = c->rope_dim / 2;
     for (int i = 0; i < half; i++) {
         double f = pow((double)c->rope_theta, -2.0 * i / c->rope_dim);
@@ -121,7 +122,7 @@ lq_status lq_session_new(const lq_model *m, int max_tokens, lq_session **out) {
         lq_session_free(s);
         return lq_fail(LQ_ERR_NOMEM, "lq_session_new: out of memory");
     }
-    rope_inv_freq(c, inv_freq);
+    lq_rope_inv_freq(c, inv_freq);
     for (int p = 0; p < max_tokens; p++) {
         for (int i = 0; i < half; i++) {
             double angle = (double)p * inv_freq[i];

@@ -108,6 +108,11 @@ void lq_session_free(lq_session *s);
 void lq_session_reset(lq_session *s);
 int lq_session_position(const lq_session *s);
 lq_status lq_forward(lq_session *s, const int *tokens, int ntok, float *logits, int all_logits);
+/* The inverse frequency of each rotary pair i < rope_dim/2 (llama3 scaling applied when set):
+ * pair i of a head at position p turns by p·inv_freq[i]. The session tabulates cos and sin of
+ * that angle, computed in double and stored as float; code that mirrors the forward pass (the
+ * block reconstruction's backward, worker/lq_block.h) builds the same tables from this. */
+void lq_rope_inv_freq(const lq_model_config *c, double *inv_freq);
 
 /* ---- layer by layer (calibration) ----------------------------------------------------------
  * The quantizer runs one decoder layer at a time over whole calibration sequences: embed the
