@@ -109,11 +109,40 @@ echo "GPTQ-4 ppl $g4, RTN-4 ppl $r4"
 python3 -c "import sys; fp, g, r = $fp, $g4, $r4; sys.exit(0 if fp < g < 1.5 * fp and fp < r < 2 * fp else 1)" ||
     fail "4-bit baselines out of range: gptq $g4 rtn $r4 (FP $fp)"
 
+# ---- --block-steps: per-block reconstruction after the per-linear correction ------------------
+# Every layer logs its output error before and after; the fit is kept only when it helps, so a
+# wrong gradient anywhere in the layer's backward pass shows up as "not kept" (or no gain).
+"$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
+    --config 16/8 --steps 20 --block-steps 16 --out "$tmp/block" >/dev/null 2>"$tmp/block.err" ||
+    fail "liftquant 16/8 --block-steps 16: $(cat "$tmp/block.err")"
+python3 - "$tmp/block.err" "$tmp/block/config.json" <<'PY' || fail "--block-steps: see above"
+import json, re, sys
+log = open(sys.argv[1], errors="replace").read()
+lines = re.findall(r"layer (\d+): per-block correction, relative output error ([0-9.]+) -> ([0-9.]+) \(16 steps", log)
+assert [int(l) for l, _, _ in lines] == list(range(5)), lines
+assert "not kept" not in log, log
+for l, before, after in lines:
+    assert float(after) < 0.95 * float(before), (l, before, after)
+q = json.load(open(sys.argv[2]))["quantization_config"]
+assert q["liftquant"]["block_correction_steps"] == 16, q["liftquant"]
+PY
+cmp -s "$tmp/lq/model.safetensors" "$tmp/block/model.safetensors" && fail "--block-steps changed nothing"
+LQ_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+    "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
+    --config 16/8 --steps 20 --block-steps 16 --out "$tmp/block1" >/dev/null 2>&1 || fail "--block-steps on one thread"
+cmp -s "$tmp/block/model.safetensors" "$tmp/block1/model.safetensors" || fail "--block-steps: 2 and 1 threads differ"
+block="$(ppl_of --model "$tmp/block")" || fail "eval of the --block-steps directory"
+echo "LiftQuant 16/8 --block-steps 16 ppl $block"
+python3 -c "import sys; fp, q = $fp, $block; sys.exit(0 if fp < q < 8 * fp else 1)" ||
+    fail "LiftQuant 16/8 --block-steps ppl $block out of the expected range for FP $fp"
+
 # ---- bad inputs ------------------------------------------------------------------------------
 expect "$quantize" 2 "no lattice file" -- --model "$model" --tokenizer "$tok" --config 19/7 --out "$tmp/x"
 expect "$quantize" 2 "no lattice file" -- --model "$model" --tokenizer "$tok" --config 16/8 --lattices "$tmp/none" --out "$tmp/x"
 expect "$quantize" 2 "--config" -- --model "$model" --tokenizer "$tok" --config 8/16 --out "$tmp/x"
 expect "$quantize" 2 "--asym-alpha" -- --model "$model" --tokenizer "$tok" --propagate asym --asym-alpha 1.5 --out "$tmp/x"
+expect "$quantize" 2 "applies to --method liftquant only" -- --model "$model" --tokenizer "$tok" --method gptq --bits 3 --block-steps 4 --out "$tmp/x"
+expect "$quantize" 2 "--block-steps: '-1' is not an integer" -- --model "$model" --tokenizer "$tok" --block-steps -1 --out "$tmp/x"
 expect "$quantize" 2 "applies to --propagate asym only" -- --model "$model" --tokenizer "$tok" --asym-alpha 0.5 --out "$tmp/x"
 expect "$quantize" 1 "calibration text not found" -- --model "$model" --tokenizer "$tok" --calib "$tmp/none.txt" --out "$tmp/x"
 expect "$quantize" 1 "needs a tokenizer" -- --model "$model" --calib "$tmp/calib.txt" --out "$tmp/x"

@@ -228,6 +228,87 @@ static void test_bad_inputs(void **state) {
     lq_lattice_file_free(&t.file);
 }
 
+/* The per-block correction's trainer (lq_lift_trainer): it starts from the installed layer
+ * exactly, gives it back unchanged when not stepped, refuses zero steps, and, fed the gradient
+ * of the per-linear objective from outside, lowers that objective as the built-in correction
+ * does — a wrong sign or a missing term anywhere in the chain from dL/dŴ would raise it. */
+static double stored_error(const lq_lift_weights *w, const float *W, int oc, int ic,
+                           const double *H, float *What) {
+    assert_int_equal(lq_lift_effective_weight(w, What), LQ_OK);
+    float *zero = calloc((size_t)oc * ic, sizeof(float));
+    double rel = lq_output_error(W, What, oc, ic, H) / lq_output_error(W, zero, oc, ic, H);
+    free(zero);
+    return rel;
+}
+
+static void test_lift_trainer(void **state) {
+    (void)state;
+    int oc = 48, ic = 70, steps = 60;
+    float *W = random_matrix(oc, ic, 11);
+    double *H = correlated_h(ic, 400, 5);
+    test_lattice t;
+    memset(&t, 0, sizeof t);
+    load_lattice(&t, 16, 8);
+    lq_lift_report rep;
+    lq_lift_weights w0;
+    double e0 = quantize_error(W, oc, ic, H, &t, 1, 0, &rep, &w0);
+    lq_lift_options o;
+    lq_lift_options_default(&o);
+    o.lattice = &t.lattice;
+    float *What = malloc((size_t)oc * ic * sizeof(float)), *G = malloc((size_t)oc * ic * sizeof(float));
+    assert_true(fabs(stored_error(&w0, W, oc, ic, H, What) - e0) <= 1e-4 * e0);
+
+    lq_lift_trainer *tr = NULL;
+    assert_int_equal(lq_lift_trainer_new(&w0, &o, 0, &tr), LQ_ERR_ARG);
+    assert_null(tr);
+    /* not stepped: Ŵ as stored, and the same bytes back */
+    assert_int_equal(lq_lift_trainer_new(&w0, &o, steps, &tr), LQ_OK);
+    const float *Wt = lq_lift_trainer_weight(tr);
+    double worst = 0.0, largest = 0.0;
+    for (size_t i = 0; i < (size_t)oc * ic; i++) {
+        worst = fmax(worst, fabs((double)Wt[i] - What[i]));
+        largest = fmax(largest, fabs((double)What[i]));
+    }
+    print_message("trainer's Ŵ against the stored layer's: %.3g of the largest entry\n", worst / largest);
+    assert_true(worst <= 1e-5 * largest); /* f32 sums in another order */
+    lq_lift_weights same;
+    lq_lift_trainer_take(tr, &same);
+    lq_lift_trainer_free(tr);
+    assert_memory_equal(same.bits, w0.bits, (size_t)oc * lq_lift_row_bytes(&w0));
+    assert_memory_equal(same.scale, w0.scale, (size_t)oc * sizeof(float));
+    assert_memory_equal(same.tr, w0.tr, (size_t)w0.t2 * lq_lift_t3(&w0) * sizeof(float));
+    lq_lift_weights_free(&same);
+
+    /* stepped with dL/dŴ = 2(Ŵ − W)H/tr(WHWᵀ) */
+    float *zero = calloc((size_t)oc * ic, sizeof(float));
+    double norm = lq_output_error(W, zero, oc, ic, H);
+    assert_int_equal(lq_lift_trainer_new(&w0, &o, steps, &tr), LQ_OK);
+    for (int step = 1; step <= steps; step++) {
+        Wt = lq_lift_trainer_weight(tr);
+        for (int r = 0; r < oc; r++)
+            for (int j = 0; j < ic; j++) {
+                double g = 0.0;
+                for (int i = 0; i < ic; i++) g += ((double)Wt[r * ic + i] - W[r * ic + i]) * H[(size_t)i * ic + j];
+                G[r * ic + j] = (float)(2.0 * g / norm);
+            }
+        lq_lift_trainer_step(tr, G, step);
+    }
+    lq_lift_weights trained;
+    lq_lift_trainer_take(tr, &trained);
+    lq_lift_trainer_free(tr);
+    assert_int_equal(lq_lift_weights_validate(&trained, "test"), LQ_OK);
+    double e1 = stored_error(&trained, W, oc, ic, H, What);
+    lq_lift_weights w2;
+    double built_in = quantize_error(W, oc, ic, H, &t, 1, steps, &rep, &w2);
+    print_message("trainer: %.5f -> %.5f (built-in correction, same steps: %.5f)\n", e0, e1, built_in);
+    assert_true(e1 < 0.9 * e0);
+    assert_true(e1 < 1.2 * built_in);
+    free(W), free(H), free(What), free(G), free(zero);
+    lq_lift_weights_free(&w0), lq_lift_weights_free(&trained), lq_lift_weights_free(&w2);
+    lq_lattice_free(&t.lattice);
+    lq_lattice_file_free(&t.file);
+}
+
 /* ASYM's target W* (worker/quantize_model.c): the asymmetric objective Σ ‖Ŵx̂ − Wx‖² equals
  * tr((Ŵ − W*)Ĥ(Ŵ − W*)ᵀ) plus a constant, for any Ŵ; W* is W itself when x̂ = x; and W* fits
  * the FP outputs better than W does. */
@@ -334,6 +415,7 @@ int main(void) {
         cmocka_unit_test(test_quantizer_stages),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_asym_target),
+        cmocka_unit_test(test_lift_trainer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

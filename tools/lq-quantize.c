@@ -55,6 +55,9 @@ static void usage(FILE *out) {
             "                      Hessian-aware error feedback\n"
             "  --no-a1             no activation-statistics scaling in the transform\n"
             "  --train-bits        let the correction flip bits (straight-through latents)\n"
+            "  --block-steps N     then N more steps per decoder layer on all seven linears\n"
+            "                      against the layer's output (per-block reconstruction; one\n"
+            "                      window per step; default 0 = per-linear only)\n"
             "  --lr X              learning rate of every correction parameter (default 0.001)\n"
             "  --transform-seed S  seed of the random mixing matrices (default: --seed)\n"
             "rtn / gptq:\n"
@@ -98,6 +101,7 @@ int main(int argc, char **argv) {
     const char *lattice_dir = LQ_DEFAULT_LATTICE_DIR, *config = "24/10", *method_name = "liftquant";
     const char *encoder_name = "exact", *propagate = "quant";
     long nsamples = 128, seqlen = 512, seed = 42, steps = 100, bits = 0, group = 128;
+    long block_steps = 0;
     int ldlq = 1, a1 = 1, act_order = 1, train_bits = 0;
     double damp = 0.01, lr = 1e-3, asym_alpha = 0.5;
     int asym_alpha_given = 0;
@@ -130,6 +134,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seqlen")) TAKE_LONG(seqlen, 2, 1 << 20);
         else if (!strcmp(a, "--seed")) TAKE_LONG(seed, 0, 1L << 62);
         else if (!strcmp(a, "--steps")) TAKE_LONG(steps, 0, 1 << 20);
+        else if (!strcmp(a, "--block-steps")) TAKE_LONG(block_steps, 0, 1 << 20);
         else if (!strcmp(a, "--bits")) TAKE_LONG(bits, 1, 8);
         else if (!strcmp(a, "--group")) TAKE_LONG(group, 1, 1 << 30);
         else if (!strcmp(a, "--transform-seed")) TAKE_LONG(transform_seed, 0, 1L << 62);
@@ -175,6 +180,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     o.asym_alpha = asym_alpha;
+    if (block_steps > 0 && o.method != LQ_METHOD_LIFTQUANT) {
+        fprintf(stderr, "lq-quantize: --block-steps applies to --method liftquant only (here %s)\n",
+                method_name);
+        return 2;
+    }
+    o.block_steps = (int)block_steps;
     o.bits = (int)bits, o.group = (int)group, o.act_order = act_order, o.damp = damp;
     if (o.method != LQ_METHOD_LIFTQUANT && bits != 2 && bits != 3 && bits != 4 && bits != 8) {
         fprintf(stderr, "lq-quantize: --method %s needs --bits 2, 3, 4 or 8\n", method_name);
@@ -267,10 +278,11 @@ int main(int argc, char **argv) {
         json_object_set_new(json_object_get(x, "calibration"), "asym_alpha", json_real(asym_alpha));
     if (o.method == LQ_METHOD_LIFTQUANT)
         json_object_set_new(x, "liftquant",
-                            json_pack("{s:s, s:s, s:b, s:b, s:I, s:b}", "config", config,
+                            json_pack("{s:s, s:s, s:b, s:b, s:I, s:I, s:b}", "config", config,
                                       "encoder", encoder_name, "ldlq", ldlq, "a1_init", a1,
-                                      "correction_steps", (json_int_t)steps, "train_bits",
-                                      train_bits));
+                                      "correction_steps", (json_int_t)steps,
+                                      "block_correction_steps", (json_int_t)block_steps,
+                                      "train_bits", train_bits));
     for (int i = 0; i < n_lin; i++)
         json_object_set_new(errs, results[i].name, json_real(results[i].rel_error));
     json_object_set_new(x, "relative_output_error", errs);

@@ -170,30 +170,14 @@ static void effective_weight(lift_work *k, const lq_lift_weights *w, const float
             k->What[(size_t)r * E + c] = w->scale[r] * k->P[(size_t)r * E + c] * w->a1inv[c];
 }
 
-/* loss and gradient; Y is OC × K (= oc × t1 × t3) of ±1 */
-static double loss_grad(lift_work *k, const lq_lift_weights *w, const float *Y, const float *W,
-                        const float *H, double norm, float *g_scale, float *g_a1inv, float *g_tl,
-                        float *g_tr, float *g_a2inv, float *g_y) {
+/* The chain from dL/dŴ (k->G, OC × E) to every parameter, at the point of the last
+ * effective_weight call (it reads k->P, k->Q1t and k->C). Shared by the per-linear objective
+ * below and the per-block correction (lq_lift_trainer), whose dL/dŴ comes from a backward
+ * pass through the whole decoder layer. */
+static void grads_from_weight_grad(lift_work *k, const lq_lift_weights *w, const float *Y,
+                                   float *g_scale, float *g_a1inv, float *g_tl, float *g_tr,
+                                   float *g_a2inv, float *g_y) {
     int oc = k->oc, t1 = k->t1, t2 = k->t2, t3 = k->t3, E = k->E;
-    effective_weight(k, w, Y);
-    for (size_t i = 0; i < (size_t)oc * E; i++) k->Delta[i] = k->What[i] - W[i];
-    /* G = Δ·H (H symmetric); loss = Σ Δ ⊙ G; dL/dŴ = 2G/norm */
-    lq_gemm_f32(0, 0, oc, E, E, 1.0f, k->Delta, E, H, E, 0.0f, k->G, E);
-    /* Not an OpenMP reduction: its partial sums follow the thread count, and the correction keeps
-     * the iterate with the least loss, so a last-bit difference could pick another iterate and
-     * change the model's bytes between a 1-thread and a 2-thread run of the same job. */
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < oc; r++) {
-        double acc = 0.0;
-        for (int c = 0; c < E; c++) acc += (double)k->Delta[(size_t)r * E + c] * k->G[(size_t)r * E + c];
-        k->row_loss[r] = acc;
-    }
-    double loss = 0.0;
-    for (int r = 0; r < oc; r++) loss += k->row_loss[r];
-    loss /= norm;
-    if (!g_scale && !g_a1inv && !g_tl && !g_tr && !g_a2inv && !g_y) return loss;
-    float two = (float)(2.0 / norm);
-    for (size_t i = 0; i < (size_t)oc * E; i++) k->G[i] *= two;
     if (g_a1inv) memset(g_a1inv, 0, (size_t)E * sizeof(float));
     for (int r = 0; r < oc; r++) {
         const float *g = k->G + (size_t)r * E, *p = k->P + (size_t)r * E;
@@ -222,6 +206,33 @@ static double loss_grad(lift_work *k, const lq_lift_weights *w, const float *Y, 
                 if (g_a2inv) g_a2inv[(size_t)i * blocks + c / k->D] += k->dC[at] * Y[at];
                 if (g_y) g_y[at] = k->dC[at] * a2_at(w, i, c);
             }
+}
+
+/* loss and gradient; Y is OC × K (= oc × t1 × t3) of ±1 */
+static double loss_grad(lift_work *k, const lq_lift_weights *w, const float *Y, const float *W,
+                        const float *H, double norm, float *g_scale, float *g_a1inv, float *g_tl,
+                        float *g_tr, float *g_a2inv, float *g_y) {
+    int oc = k->oc, E = k->E;
+    effective_weight(k, w, Y);
+    for (size_t i = 0; i < (size_t)oc * E; i++) k->Delta[i] = k->What[i] - W[i];
+    /* G = Δ·H (H symmetric); loss = Σ Δ ⊙ G; dL/dŴ = 2G/norm */
+    lq_gemm_f32(0, 0, oc, E, E, 1.0f, k->Delta, E, H, E, 0.0f, k->G, E);
+    /* Not an OpenMP reduction: its partial sums follow the thread count, and the correction keeps
+     * the iterate with the least loss, so a last-bit difference could pick another iterate and
+     * change the model's bytes between a 1-thread and a 2-thread run of the same job. */
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < oc; r++) {
+        double acc = 0.0;
+        for (int c = 0; c < E; c++) acc += (double)k->Delta[(size_t)r * E + c] * k->G[(size_t)r * E + c];
+        k->row_loss[r] = acc;
+    }
+    double loss = 0.0;
+    for (int r = 0; r < oc; r++) loss += k->row_loss[r];
+    loss /= norm;
+    if (!g_scale && !g_a1inv && !g_tl && !g_tr && !g_a2inv && !g_y) return loss;
+    float two = (float)(2.0 / norm);
+    for (size_t i = 0; i < (size_t)oc * E; i++) k->G[i] *= two;
+    grads_from_weight_grad(k, w, Y, g_scale, g_a1inv, g_tl, g_tr, g_a2inv, g_y);
     return loss;
 }
 
@@ -329,6 +340,16 @@ static lq_status encode_rows(const lq_lift_options *o, double *Wt, int oc, int E
 }
 
 /* ---- the quantizer ------------------------------------------------------------------------ */
+
+/* The side data is stored in f16 (schemas/FORMAT.md); the final error is measured on it. */
+static void round_side_to_f16(lq_lift_weights *w) {
+    int t1 = w->t1, t2 = w->t2, t3 = lq_lift_t3(w);
+    for (int r = 0; r < w->out_features; r++) w->scale[r] = round_f16(w->scale[r]);
+    for (int c = 0; c < t1 * t2; c++) w->a1inv[c] = round_f16(w->a1inv[c]);
+    for (int i = 0; i < t1 * t1; i++) w->tl[i] = round_f16(w->tl[i]);
+    for (int i = 0; i < t2 * t3; i++) w->tr[i] = round_f16(w->tr[i]);
+    for (int i = 0; i < t1 * (t2 / w->d); i++) w->a2inv[i] = round_f16(w->a2inv[i]);
+}
 
 /* closed-form scale per row under H: s = ⟨W_r, P_r⟩_H / ⟨P_r, P_r⟩_H with P_r = Ŵ_r / s_r */
 static void refit_scale(lift_work *k, lq_lift_weights *w, const float *Y, const float *W,
@@ -550,11 +571,7 @@ lq_status lq_quantize_lift(const float *W, int oc, int ic, const float *bias, co
     report->seconds_correct = lq_seconds() - t_start;
 
     /* 5. stored precision, then the bits */
-    for (int r = 0; r < oc; r++) out->scale[r] = round_f16(out->scale[r]);
-    for (int c = 0; c < E; c++) out->a1inv[c] = round_f16(out->a1inv[c]);
-    for (int i = 0; i < t1 * t1; i++) out->tl[i] = round_f16(out->tl[i]);
-    for (int i = 0; i < t2 * t3; i++) out->tr[i] = round_f16(out->tr[i]);
-    for (int i = 0; i < t1 * (t2 / d); i++) out->a2inv[i] = round_f16(out->a2inv[i]);
+    round_side_to_f16(out);
     report->err_final = loss_grad(&k, out, Y, Wf, Hf, norm, NULL, NULL, NULL, NULL, NULL, NULL);
     size_t row_bytes = lq_lift_row_bytes(out);
     memset(out->bits, 0, (size_t)oc * row_bytes);
@@ -571,4 +588,127 @@ done:
         free(codes), free(Y), free(Wf), free(Hf);
     if (st != LQ_OK) lq_lift_weights_free(out);
     return st;
+}
+
+/* ---- per-block correction ----------------------------------------------------------------
+ * The same parameters and Adam groups as the per-linear correction, but the gradient dL/dŴ is
+ * handed in from outside (a backward pass through the decoder layer) and the loss is not known
+ * here, so there is no best-iterate bookkeeping: the caller measures the layer before and after
+ * and keeps the better. */
+struct lq_lift_trainer {
+    lq_lift_weights w;        /* working copy; its bits are written by lq_lift_trainer_take */
+    lift_work k;
+    float *Y, *latent;        /* OC × K: ±1 codes, and their latent values when training bits */
+    float *weight;            /* OC × IC: Ŵ at the current parameters */
+    float *scale0;            /* the scales at the start: the scale group's step size */
+    adam_group groups[6];
+    float *mem[6][3];
+    int steps, current;       /* current: weight matches the parameters (a step may follow) */
+};
+
+void lq_lift_trainer_free(lq_lift_trainer *t) {
+    if (!t) return;
+    lq_lift_weights_free(&t->w);
+    work_free(&t->k);
+    free(t->Y), free(t->latent), free(t->weight), free(t->scale0);
+    for (int g = 0; g < 6; g++)
+        for (int q = 0; q < 3; q++) free(t->mem[g][q]);
+    free(t);
+}
+
+lq_status lq_lift_trainer_new(const lq_lift_weights *src, const lq_lift_options *o, int steps,
+                              lq_lift_trainer **out) {
+    *out = NULL;
+    if (steps < 1) return lq_fail(LQ_ERR_ARG, "lift trainer: %d steps (at least 1)", steps);
+    lq_status st = lq_lift_weights_validate(src, "lift trainer");
+    if (st != LQ_OK) return st;
+    lq_lift_trainer *t = calloc(1, sizeof *t);
+    if (!t) return lq_fail(LQ_ERR_NOMEM, "lift trainer: out of memory");
+    int oc = src->out_features, ic = src->in_features, t1 = src->t1, t2 = src->t2, d = src->d;
+    int E = t1 * t2, t3 = lq_lift_t3(src);
+    size_t K = lq_lift_k(src), rb = lq_lift_row_bytes(src);
+    if ((st = lq_lift_weights_alloc(&t->w, oc, ic, src->D, d, t1, t2, src->bias != NULL)) != LQ_OK) {
+        free(t);
+        return st;
+    }
+    lq_lift_weights *w = &t->w;
+    memcpy(w->bits, src->bits, (size_t)oc * rb);
+    memcpy(w->scale, src->scale, (size_t)oc * sizeof(float));
+    memcpy(w->a1inv, src->a1inv, (size_t)E * sizeof(float));
+    memcpy(w->tl, src->tl, (size_t)t1 * t1 * sizeof(float));
+    memcpy(w->tr, src->tr, (size_t)t2 * t3 * sizeof(float));
+    memcpy(w->a2inv, src->a2inv, (size_t)t1 * (t2 / d) * sizeof(float));
+    memcpy(w->M, src->M, (size_t)d * src->D * sizeof(float));
+    if (src->bias) memcpy(w->bias, src->bias, (size_t)oc * sizeof(float));
+    t->steps = steps;
+    t->Y = malloc((size_t)oc * K * sizeof(float));
+    t->weight = malloc((size_t)oc * ic * sizeof(float));
+    t->scale0 = malloc((size_t)oc * sizeof(float));
+    if (o->train_bits) t->latent = malloc((size_t)oc * K * sizeof(float));
+    size_t sizes[6] = {(size_t)oc, (size_t)E, (size_t)t1 * t1, (size_t)t2 * t3,
+                       (size_t)t1 * (t2 / d), o->train_bits ? (size_t)oc * K : 0};
+    float *params[6] = {w->scale, w->a1inv, w->tl, w->tr, w->a2inv, t->latent};
+    double lrs[6] = {o->lr_scale, o->lr_act, o->lr_transform, o->lr_transform, o->lr_act,
+                     o->lr_bits};
+    int ok = t->Y && t->weight && t->scale0 && (!o->train_bits || t->latent);
+    for (int g = 0; g < 6; g++) {
+        for (int q = 0; q < 3 && sizes[g]; q++) ok &= (t->mem[g][q] = calloc(sizes[g], sizeof(float))) != NULL;
+        t->groups[g] = (adam_group){params[g], t->mem[g][0], t->mem[g][1], t->mem[g][2], sizes[g],
+                                    lrs[g], NULL};
+    }
+    if (!ok || (st = work_init(&t->k, w)) != LQ_OK) {
+        lq_lift_trainer_free(t);
+        return st != LQ_OK ? st : lq_fail(LQ_ERR_NOMEM, "lift trainer: out of memory for a %d × %d layer", oc, ic);
+    }
+    memcpy(t->scale0, w->scale, (size_t)oc * sizeof(float));
+    t->groups[0].lr_ref = t->scale0;
+    for (int r = 0; r < oc; r++)
+        for (size_t c = 0; c < K; c++)
+            t->Y[(size_t)r * K + c] = (w->bits[(size_t)r * rb + c / 8] >> (c % 8)) & 1 ? 1.0f : -1.0f;
+    if (t->latent) memcpy(t->latent, t->Y, (size_t)oc * K * sizeof(float));
+    *out = t;
+    return LQ_OK;
+}
+
+const float *lq_lift_trainer_weight(lq_lift_trainer *t) {
+    if (!t->current) {
+        int oc = t->k.oc, E = t->k.E, ic = t->w.in_features;
+        effective_weight(&t->k, &t->w, t->Y);
+        for (int r = 0; r < oc; r++)
+            memcpy(t->weight + (size_t)r * ic, t->k.What + (size_t)r * E, (size_t)ic * sizeof(float));
+        t->current = 1;
+    }
+    return t->weight;
+}
+
+void lq_lift_trainer_step(lq_lift_trainer *t, const float *grad_weight, int step) {
+    lq_lift_trainer_weight(t); /* the chain reads the intermediates of Ŵ at these parameters */
+    lift_work *k = &t->k;
+    int oc = k->oc, E = k->E, ic = t->w.in_features;
+    /* padded columns meet zero inputs: their gradient is zero */
+    for (int r = 0; r < oc; r++)
+        for (int c = 0; c < E; c++)
+            k->G[(size_t)r * E + c] = c < ic ? grad_weight[(size_t)r * ic + c] : 0.0f;
+    adam_group *g = t->groups;
+    grads_from_weight_grad(k, &t->w, t->Y, g[0].grad, g[1].grad, g[2].grad, g[3].grad, g[4].grad,
+                           g[5].n ? g[5].grad : NULL);
+    double f = 0.05 + 0.95 * 0.5 * (1.0 + cos(M_PI * (step - 1) / t->steps));
+    for (int q = 0; q < 6; q++)
+        if (g[q].n && g[q].lr > 0) adam_step(&g[q], f, step);
+    if (t->latent)
+        for (size_t i = 0; i < g[5].n; i++) t->Y[i] = t->latent[i] > 0.0f ? 1.0f : -1.0f;
+    t->current = 0;
+}
+
+void lq_lift_trainer_take(lq_lift_trainer *t, lq_lift_weights *out) {
+    lq_lift_weights *w = &t->w;
+    size_t K = lq_lift_k(w), rb = lq_lift_row_bytes(w);
+    round_side_to_f16(w);
+    memset(w->bits, 0, (size_t)w->out_features * rb);
+    for (int r = 0; r < w->out_features; r++)
+        for (size_t c = 0; c < K; c++)
+            if (t->Y[(size_t)r * K + c] > 0.0f) w->bits[(size_t)r * rb + c / 8] |= (uint8_t)(1u << (c % 8));
+    *out = *w;
+    memset(w, 0, sizeof *w);
+    t->current = 0;
 }

@@ -164,6 +164,21 @@ double lq_lift_loss_grad(const lq_lift_weights *w, const float *Y, const float *
                          double norm, float *g_scale, float *g_a1inv, float *g_tl, float *g_tr,
                          float *g_a2inv, float *g_y);
 
+/* Per-block correction of one LiftQuant linear (worker/quantize_model.c): a trainable copy of
+ * an installed linear's side data (and latent bits when o->train_bits), stepped by Adam with
+ * o's learning rates on a cosine schedule over `steps`, from a gradient dL/dŴ that the caller
+ * gets by a backward pass through the decoder layer. Use: weight (Ŵ, OC × IC, valid until the
+ * next step or take), then step with dL/dŴ at that Ŵ (step = 1 … steps); take rounds the side
+ * data to f16 as stored, packs the bits and moves the weights out (for lq_linear_set_lift).
+ * Memory: the per-linear correction's working set, about 14 floats per OC × t1·t2 entry. */
+typedef struct lq_lift_trainer lq_lift_trainer;
+lq_status lq_lift_trainer_new(const lq_lift_weights *w, const lq_lift_options *o, int steps,
+                              lq_lift_trainer **out);
+const float *lq_lift_trainer_weight(lq_lift_trainer *t);
+void lq_lift_trainer_step(lq_lift_trainer *t, const float *grad_weight, int step);
+void lq_lift_trainer_take(lq_lift_trainer *t, lq_lift_weights *out);
+void lq_lift_trainer_free(lq_lift_trainer *t);
+
 /* ---- calibration and the whole-model driver (worker/calib.c, worker/quantize_model.c) ----
  * Calibration text: a file, or every regular file of a directory in name order, tokenised
  * whole; nsamples windows of seqlen tokens at seeded random offsets (a window starts with BOS
@@ -198,6 +213,12 @@ typedef struct {
      * finitely many windows toward W (GPTAQ's reference code defaults to 0.25; lq-quantize's
      * 0.5 measured better than 1 for LiftQuant on both test models and for GPTQ on SmolLM2) */
     double asym_alpha;
+    /* LiftQuant only: after a layer's seven linears are quantized one by one, this many Adam
+     * steps (one calibration window each) on their side data (and latent bits when
+     * lift.train_bits) jointly, against the decoder layer's output (per-block reconstruction,
+     * ALGORITHM.md §5.2); kept only when it lowers the layer's error over all windows.
+     * 0: per-linear correction only. */
+    int block_steps;
     /* called after every linear (may be NULL): done/total linears, for progress */
     void (*progress)(void *ctx, int done, int total, const char *name, double rel_error);
     void *progress_ctx;

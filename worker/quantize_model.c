@@ -8,6 +8,7 @@
  * linear, tr(ΔW H ΔWᵀ), which H determines exactly; its size does not grow with the
  * calibration set, so memory per layer is bounded by the layer's widths alone. */
 #include "lq_quant.h"
+#include "lq_block.h"
 
 #include "lq_blas.h"
 
@@ -291,6 +292,88 @@ done:
     return st;
 }
 
+/* ---- per-block correction (o->block_steps) --------------------------------------------------
+ * The per-linear correction fits each linear's output alone; the layer's output also depends on
+ * how the errors of q/k/v pass through softmax and of gate/up through SiLU, which only a fit
+ * through the whole layer sees. Inputs are the windows the layer was calibrated on and targets
+ * the FP layer's outputs (on the same inputs, or on the FP stream's with ASYM), both
+ * nsamples × seqlen × dim. */
+static lq_status block_error(lq_block_grad *bg, const lq_model_config *c, const lq_layer *L,
+                             lq_lift_trainer *const tr[7], const float *const bias[7],
+                             const float *inputs, const float *targets, int nsamples, int seqlen,
+                             double *err) {
+    const float *W[7];
+    for (int idx = 0; idx < 7; idx++) W[idx] = lq_lift_trainer_weight(tr[idx]);
+    size_t per_sample = (size_t)seqlen * c->dim;
+    *err = 0.0;
+    for (int i = 0; i < nsamples; i++) {
+        double e;
+        lq_status st = lq_block_loss_grad(bg, c, L, W, bias, inputs + i * per_sample, seqlen,
+                                          targets + i * per_sample, 1.0, NULL, NULL, &e);
+        if (st != LQ_OK) return st;
+        *err += e;
+    }
+    return LQ_OK;
+}
+
+static lq_status correct_block(model_run *run, lq_block_grad *bg, int l, const float *inputs,
+                               const float *targets, int nsamples, int seqlen) {
+    lq_model *m = run->m;
+    const lq_model_config *c = &m->cfg;
+    lq_layer *L = &m->layers[l];
+    int steps = run->o->block_steps;
+    size_t per_sample = (size_t)seqlen * c->dim;
+    lq_lift_trainer *tr[7] = {0};
+    float *grad[7] = {0};
+    const float *bias[7];
+    lq_status st = LQ_OK;
+    double t0 = lq_seconds();
+    for (int idx = 0; idx < 7 && st == LQ_OK; idx++) {
+        lq_linear *lin = lq_layer_linear(L, idx);
+        const lq_lift_weights *w = lq_linear_lift(lin);
+        char name[96];
+        lq_linear_name(l, idx, name, sizeof name);
+        bias[idx] = lin->bias;
+        if (!w) {
+            st = lq_fail(LQ_ERR_ARG, "%s: the per-block correction needs LiftQuant linears", name);
+        } else if ((st = lq_lift_trainer_new(w, &run->o->lift, steps, &tr[idx])) != LQ_OK) {
+            st = lq_fail_context(st, "%s", name);
+        } else if (!(grad[idx] = malloc((size_t)lin->out_features * lin->in_features * sizeof(float)))) {
+            st = lq_fail(LQ_ERR_NOMEM, "%s: out of memory for the per-block correction", name);
+        }
+    }
+    /* the layer's own contribution to its output, Σ ‖target − input‖², makes the error relative */
+    double ref = 0.0, before = 0.0, after = 0.0;
+    for (size_t i = 0; i < (size_t)nsamples * per_sample; i++)
+        ref += (double)(targets[i] - inputs[i]) * (targets[i] - inputs[i]);
+    if (!(ref > 0.0)) ref = 1.0;
+    if (st == LQ_OK) st = block_error(bg, c, L, tr, bias, inputs, targets, nsamples, seqlen, &before);
+    /* mean squared error per element: Adam does not care about the scale, f32 sums do */
+    double loss_scale = 1.0 / (double)per_sample;
+    for (int t = 1; t <= steps && st == LQ_OK; t++) {
+        const float *W[7];
+        for (int idx = 0; idx < 7; idx++) W[idx] = lq_lift_trainer_weight(tr[idx]);
+        int i = (t - 1) % nsamples;
+        double loss;
+        st = lq_block_loss_grad(bg, c, L, W, bias, inputs + i * per_sample, seqlen,
+                                targets + i * per_sample, loss_scale, NULL, grad, &loss);
+        for (int idx = 0; idx < 7 && st == LQ_OK; idx++) lq_lift_trainer_step(tr[idx], grad[idx], t);
+    }
+    if (st == LQ_OK) st = block_error(bg, c, L, tr, bias, inputs, targets, nsamples, seqlen, &after);
+    int keep = st == LQ_OK && after < before;
+    for (int idx = 0; idx < 7 && keep && st == LQ_OK; idx++) {
+        lq_lift_weights w;
+        lq_lift_trainer_take(tr[idx], &w);
+        if ((st = lq_linear_set_lift(lq_layer_linear(L, idx), &w)) != LQ_OK) lq_lift_weights_free(&w);
+    }
+    if (st == LQ_OK)
+        LQ_INFO("layer %d: per-block correction, relative output error %.5f -> %.5f (%d steps, "
+                "%.1f s)%s", l, before / ref, after / ref, steps, lq_seconds() - t0,
+                keep ? "" : ", not kept");
+    for (int idx = 0; idx < 7; idx++) lq_lift_trainer_free(tr[idx]), free(grad[idx]);
+    return st;
+}
+
 /* Installs set[0..6] as layer L's linears and keeps the ones it replaces in saved: the FP and
  * the partly quantized layer trade places by value (the structs own nothing while swapped out;
  * the FP weights stay the model's). */
@@ -304,9 +387,9 @@ static void swap_in_linears(lq_layer *L, const lq_linear *set, lq_linear *saved)
 /* One layer in ASYM mode: for each tap in forward order, the FP stream (FP linears) and the
  * quantized stream (the groups before it quantized) run up to the tap, sample by sample, and
  * the tap's linears are quantized against W*; then both streams move on through the layer. */
-static lq_status quantize_layer_asym(model_run *run, lq_session *s, int l, float *hidden_q,
-                                     float *hidden_fp, float *work, asym_capture *a, int nsamples,
-                                     int seqlen) {
+static lq_status quantize_layer_asym(model_run *run, lq_session *s, lq_block_grad *bg, int l,
+                                     float *hidden_q, float *hidden_fp, float *work,
+                                     asym_capture *a, int nsamples, int seqlen) {
     lq_model *m = run->m;
     int dim = m->cfg.dim;
     size_t per_sample = (size_t)seqlen * dim;
@@ -345,12 +428,14 @@ static lq_status quantize_layer_asym(model_run *run, lq_session *s, int l, float
         }
     }
     if (st != LQ_OK) return st;
-    for (int i = 0; i < nsamples && st == LQ_OK; i++)
-        st = lq_layer_forward(s, l, hidden_q + i * per_sample, seqlen, NULL);
+    /* the FP stream moves on first: its outputs are the per-block correction's targets */
     swap_in_linears(&m->layers[l], fp, cur);
     for (int i = 0; i < nsamples && st == LQ_OK; i++)
         st = lq_layer_forward(s, l, hidden_fp + i * per_sample, seqlen, NULL);
     swap_in_linears(&m->layers[l], cur, fp);
+    if (st == LQ_OK && bg) st = correct_block(run, bg, l, hidden_q, hidden_fp, nsamples, seqlen);
+    for (int i = 0; i < nsamples && st == LQ_OK; i++)
+        st = lq_layer_forward(s, l, hidden_q + i * per_sample, seqlen, NULL);
     return st;
 }
 
@@ -364,7 +449,8 @@ lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int se
     /* hidden: the stream that calibrates (FP or quantized); second: the saved inputs when
      * propagating quantized, the FP stream in ASYM mode */
     float *hidden = malloc(hidden_bytes);
-    float *second = o->propagate != LQ_PROPAGATE_FP ? malloc(hidden_bytes) : NULL;
+    int block = o->block_steps > 0;
+    float *second = o->propagate != LQ_PROPAGATE_FP || block ? malloc(hidden_bytes) : NULL;
     float *work = asym ? malloc(per_sample * sizeof(float)) : NULL;
     asym_capture a = {0};
     if (asym) {
@@ -374,9 +460,16 @@ lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int se
         a.chunk = malloc((size_t)widest * widest * sizeof(float));
     }
     lq_session *s = NULL;
+    lq_block_grad *bg = NULL;
     lq_status st = LQ_OK;
     model_run run = {m, o, results, 0, 7 * c->n_layers};
-    if (!hidden || (o->propagate != LQ_PROPAGATE_FP && !second) ||
+    if (o->block_steps < 0 || (block && o->method != LQ_METHOD_LIFTQUANT)) {
+        st = lq_fail(LQ_ERR_ARG, "quantize: %d per-block correction steps with --method %s "
+                     "(LiftQuant only, at least 0)", o->block_steps, lq_method_name(o->method));
+        goto done;
+    }
+    if (block && (st = lq_block_grad_new(c, seqlen, &bg)) != LQ_OK) goto done;
+    if (!hidden || (second == NULL && (o->propagate != LQ_PROPAGATE_FP || block)) ||
         (asym && (!work || !a.fp_rows || !a.H || !a.C || !a.chunk))) {
         st = lq_fail(LQ_ERR_NOMEM, "quantize: out of memory for %d × %d calibration tokens "
                      "(%zu MiB of hidden states)", nsamples, seqlen, hidden_bytes >> 20);
@@ -392,7 +485,7 @@ lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int se
     for (int l = 0; l < c->n_layers && st == LQ_OK; l++) {
         double t_layer = lq_seconds(), t_quant = 0.0, t_prop = 0.0;
         if (asym) {
-            st = quantize_layer_asym(&run, s, l, hidden, second, work, &a, nsamples, seqlen);
+            st = quantize_layer_asym(&run, s, bg, l, hidden, second, work, &a, nsamples, seqlen);
             LQ_DEBUG("layer %d: %.1f s (asymmetric)", l, lq_seconds() - t_layer);
             continue;
         }
@@ -403,8 +496,10 @@ lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int se
         t_quant = lq_seconds();
         for (int idx = 0; idx < 7 && st == LQ_OK; idx++)
             st = quantize_and_report(&run, l, idx, lq_layer_moments_for(mo, idx));
+        /* hidden now holds the FP layer's outputs on the inputs saved in second */
+        if (st == LQ_OK && bg) st = correct_block(&run, bg, l, second, hidden, nsamples, seqlen);
         t_prop = lq_seconds();
-        if (st == LQ_OK && second) {
+        if (st == LQ_OK && o->propagate != LQ_PROPAGATE_FP) {
             memcpy(hidden, second, hidden_bytes);
             for (int i = 0; i < nsamples && st == LQ_OK; i++)
                 st = lq_layer_forward(s, l, hidden + (size_t)i * per_sample, seqlen, NULL);
@@ -413,6 +508,7 @@ lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int se
                 t_quant - t_layer, t_prop - t_quant, lq_seconds() - t_prop);
     }
 done:
+    lq_block_grad_free(bg);
     lq_session_free(s);
     lq_layer_moments_free(mo);
     free(hidden), free(second), free(work);
