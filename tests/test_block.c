@@ -2,8 +2,8 @@
  *
  *  - the forward equals lq_layer_forward (common/forward.c) on small random models with GQA,
  *    both RoPE pair conventions, partial rotary, q/k/v bias and q/k norm, and across
- *    forward.c's 128-row chunks; it also equals a double-precision layer written here from the
- *    Hugging Face definitions, as does the loss;
+ *    forward.c's 128-row chunks; it also equals the double-precision layer of
+ *    reference_model.h, written from the Hugging Face definitions, as does the loss;
  *  - every weight gradient equals central finite differences of that double-precision loss,
  *    entry by entry and along a random direction over the whole matrix, for plain llama,
  *    Qwen-style bias + q/k norm, llama3 RoPE scaling and partial rotary;
@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #define LQ_TEST_NAME "block"
 #include "test_util.h"
+#include "reference_model.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -26,71 +27,12 @@
 #include "model.h"
 
 /* ---- a small random layer ----------------------------------------------------------------- */
-static void fill_normal(lq_rng *r, float *x, size_t n, double scale, double offset) {
-    for (size_t i = 0; i < n; i++) x[i] = (float)(offset + scale * lq_rng_normal(r));
-}
+/* One layer (its embeddings are made but not used), GQA (4 query heads on 2 KV heads) of 8,
+ * HALF pairs; hidden 40 so no width coincides */
+static lq_model_config small_config(void) { return synthetic_config(24, 40, 1, 16); }
 
-/* GQA (4 query heads on 2 KV heads) of 8, HALF pairs; hidden 40 so no width coincides */
-static lq_model_config small_config(void) {
-    lq_model_config c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.arch, sizeof c.arch, "llama");
-    c.dim = 24, c.hidden_dim = 40, c.n_layers = 1, c.n_heads = 4, c.n_kv_heads = 2;
-    c.head_dim = 8, c.vocab_size = 16, c.max_seq_len = 256, c.norm_eps = 1e-5f;
-    c.rope_theta = 10000.0f, c.rope_dim = 8, c.rope_style = LQ_ROPE_HALF;
-    c.tied_embeddings = 1;
-    return c;
-}
-
-static void init_linear(lq_model *m, lq_rng *r, lq_linear *lin, int in, int out, int bias) {
-    lin->in_features = in;
-    lin->out_features = out;
-    lin->weight = lq_model_alloc(m, (size_t)in * out);
-    assert_non_null(lin->weight);
-    fill_normal(r, lin->weight, (size_t)in * out, 1.0 / sqrt(in), 0.0);
-    if (bias) {
-        lin->bias = lq_model_alloc(m, (size_t)out);
-        assert_non_null(lin->bias);
-        fill_normal(r, lin->bias, (size_t)out, 0.1, 0.0);
-    }
-}
-
-/* One layer of random weights (norm weights near 1, as trained ones are), no embeddings used */
-static lq_model *random_model(const lq_model_config *c, uint64_t seed) {
-    lq_model *m;
-    assert_int_equal(lq_model_config_validate(c, "test config"), LQ_OK);
-    assert_int_equal(lq_model_new(c, &m), LQ_OK);
-    lq_rng r;
-    lq_rng_seed(&r, seed);
-    int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
-    m->tok_embeddings = lq_model_alloc(m, (size_t)c->vocab_size * c->dim);
-    fill_normal(&r, m->tok_embeddings, (size_t)c->vocab_size * c->dim, 1.0, 0.0);
-    lq_layer *L = &m->layers[0];
-    L->attn_norm = lq_model_alloc(m, (size_t)c->dim);
-    L->ffn_norm = lq_model_alloc(m, (size_t)c->dim);
-    fill_normal(&r, L->attn_norm, (size_t)c->dim, 0.2, 1.0);
-    fill_normal(&r, L->ffn_norm, (size_t)c->dim, 0.2, 1.0);
-    if (c->has_qk_norm) {
-        L->q_norm = lq_model_alloc(m, (size_t)c->head_dim);
-        L->k_norm = lq_model_alloc(m, (size_t)c->head_dim);
-        fill_normal(&r, L->q_norm, (size_t)c->head_dim, 0.2, 1.0);
-        fill_normal(&r, L->k_norm, (size_t)c->head_dim, 0.2, 1.0);
-    }
-    init_linear(m, &r, &L->wq, c->dim, q_dim, c->has_qkv_bias);
-    init_linear(m, &r, &L->wk, c->dim, kv_dim, c->has_qkv_bias);
-    init_linear(m, &r, &L->wv, c->dim, kv_dim, c->has_qkv_bias);
-    init_linear(m, &r, &L->wo, q_dim, c->dim, 0);
-    init_linear(m, &r, &L->w_gate, c->dim, c->hidden_dim, 0);
-    init_linear(m, &r, &L->w_up, c->dim, c->hidden_dim, 0);
-    init_linear(m, &r, &L->w_down, c->hidden_dim, c->dim, 0);
-    m->final_norm = lq_model_alloc(m, (size_t)c->dim);
-    fill_normal(&r, m->final_norm, (size_t)c->dim, 0.1, 1.0);
-    m->lm_head.in_features = c->dim;
-    m->lm_head.out_features = c->vocab_size;
-    m->lm_head.weight = m->tok_embeddings;
-    snprintf(m->source, sizeof m->source, "synthetic");
-    return m;
-}
+/* random_model's spread of the attention and MLP norm weights around 1 */
+#define NORM_SPREAD 0.2
 
 /* the layer's weights and biases in lq_block.h's order, through lq_layer_linear so that the
  * order is the quantizer's */
@@ -104,134 +46,14 @@ static void layer_weights(lq_layer *L, const float *w[7], const float *bias[7]) 
     assert_ptr_equal(w[6], L->w_down.weight);
 }
 
-static size_t linear_size(const lq_layer *L, int i) {
-    const lq_linear *all[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    return (size_t)all[i]->out_features * all[i]->in_features;
-}
-
-/* ---- a double-precision layer, from the Hugging Face definitions -------------------------- */
-static void ref_rmsnorm(double *out, const double *x, const float *w, int n, double eps) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    double r = 1.0 / sqrt(ss / n + eps);
-    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
-}
-
-/* y (T × out) = x W^T + b, W out × in */
-static void ref_linear(const double *x, int T, int in, int out, const double *W, const float *b,
-                       double *y) {
-    for (int t = 0; t < T; t++)
-        for (int o = 0; o < out; o++) {
-            double s = b ? b[o] : 0.0;
-            for (int i = 0; i < in; i++) s += W[(size_t)o * in + i] * x[(size_t)t * in + i];
-            y[(size_t)t * out + o] = s;
-        }
-}
-
-/* transformers' default and llama3 inverse frequencies, then apply_rotary_pos_emb on the first
- * rope_dim dims: rotate_half for HALF, (2i, 2i+1) pairs for INTERLEAVED */
-static void ref_rope(const lq_model_config *c, double *v, int pos) {
-    int rd = c->rope_dim, half = rd / 2;
-    double out[64];
-    assert_true(c->head_dim <= 64);
-    memcpy(out, v, sizeof(double) * (size_t)c->head_dim);
-    for (int i = 0; i < half; i++) {
-        double inv = pow(c->rope_theta, -(2.0 * i) / rd);
-        if (c->rope_scale_factor > 0) {
-            double wl = 2 * M_PI / inv, old = c->rope_original_max_pos;
-            if (wl > old / c->rope_low_freq_factor) {
-                inv /= c->rope_scale_factor;
-            } else if (wl >= old / c->rope_high_freq_factor) {
-                double sm = (old / wl - c->rope_low_freq_factor) /
-                            (c->rope_high_freq_factor - c->rope_low_freq_factor);
-                inv = (1 - sm) * inv / c->rope_scale_factor + sm * inv;
-            }
-        }
-        double cs = cos(pos * inv), sn = sin(pos * inv);
-        int ia = c->rope_style == LQ_ROPE_HALF ? i : 2 * i;
-        int ib = c->rope_style == LQ_ROPE_HALF ? i + half : 2 * i + 1;
-        out[ia] = v[ia] * cs - v[ib] * sn;
-        out[ib] = v[ib] * cs + v[ia] * sn;
-    }
-    memcpy(v, out, sizeof(double) * (size_t)c->head_dim);
-}
-
-/* y (T × dim) of the layer with weights W (double copies) */
-static void ref_layer(const lq_model_config *c, const lq_layer *L, double *const W[7],
-                      const float *const bias[7], const float *xf, int T, double *y) {
-    int D = c->dim, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, H = c->hidden_dim;
-    int Q = nh * hd, K = nkv * hd;
-    double *x = malloc(sizeof(double) * T * D), *xn = malloc(sizeof(double) * T * D);
-    double *q = malloc(sizeof(double) * T * Q), *k = malloc(sizeof(double) * T * K);
-    double *v = malloc(sizeof(double) * T * K), *att = malloc(sizeof(double) * T * Q);
-    double *o = malloc(sizeof(double) * T * D), *g = malloc(sizeof(double) * T * H);
-    double *u = malloc(sizeof(double) * T * H), *w = malloc(sizeof(double) * T);
-    for (int i = 0; i < T * D; i++) x[i] = xf[i];
-    for (int t = 0; t < T; t++) ref_rmsnorm(xn + t * D, x + t * D, L->attn_norm, D, c->norm_eps);
-    ref_linear(xn, T, D, Q, W[0], bias[0], q);
-    ref_linear(xn, T, D, K, W[1], bias[1], k);
-    ref_linear(xn, T, D, K, W[2], bias[2], v);
-    for (int t = 0; t < T; t++) {
-        for (int h = 0; h < nh; h++) {
-            if (L->q_norm) ref_rmsnorm(q + t * Q + h * hd, q + t * Q + h * hd, L->q_norm, hd, c->norm_eps);
-            ref_rope(c, q + t * Q + h * hd, t);
-        }
-        for (int h = 0; h < nkv; h++) {
-            if (L->k_norm) ref_rmsnorm(k + t * K + h * hd, k + t * K + h * hd, L->k_norm, hd, c->norm_eps);
-            ref_rope(c, k + t * K + h * hd, t);
-        }
-    }
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < nh; h++) {
-            int kvh = h / (nh / nkv); /* repeat_kv */
-            double mx = -INFINITY, sum = 0;
-            for (int s = 0; s <= t; s++) {
-                double dot = 0;
-                for (int d = 0; d < hd; d++) dot += q[t * Q + h * hd + d] * k[s * K + kvh * hd + d];
-                w[s] = dot / sqrt((double)hd);
-                mx = fmax(mx, w[s]);
-            }
-            for (int s = 0; s <= t; s++) sum += (w[s] = exp(w[s] - mx));
-            for (int d = 0; d < hd; d++) {
-                double a = 0;
-                for (int s = 0; s <= t; s++) a += w[s] / sum * v[s * K + kvh * hd + d];
-                att[t * Q + h * hd + d] = a;
-            }
-        }
-    ref_linear(att, T, Q, D, W[3], bias[3], o);
-    for (int i = 0; i < T * D; i++) x[i] += o[i];
-    for (int t = 0; t < T; t++) ref_rmsnorm(xn + t * D, x + t * D, L->ffn_norm, D, c->norm_eps);
-    ref_linear(xn, T, D, H, W[4], bias[4], g);
-    ref_linear(xn, T, D, H, W[5], bias[5], u);
-    for (int i = 0; i < T * H; i++) g[i] = g[i] / (1 + exp(-g[i])) * u[i];
-    ref_linear(g, T, H, D, W[6], bias[6], o);
-    for (int i = 0; i < T * D; i++) y[i] = x[i] + o[i];
-    free(x), free(xn), free(q), free(k), free(v), free(att), free(o), free(g), free(u), free(w);
-}
-
+/* ---- the double-precision layer (reference_model.h), its loss ------------------------------ */
 static double ref_loss(const lq_model_config *c, const lq_layer *L, double *const W[7],
-                       const float *const bias[7], const float *x, int T, const float *target,
-                       double scale) {
-    double *y = malloc(sizeof(double) * T * c->dim), s = 0;
-    ref_layer(c, L, W, bias, x, T, y);
+                       const float *x, int T, const float *target, double scale) {
+    double *xd = double_copy(x, (size_t)T * c->dim), *y = malloc(sizeof(double) * T * c->dim), s = 0;
+    ref_layer(c, L, W, xd, T, y);
     for (int i = 0; i < T * c->dim; i++) s += (y[i] - target[i]) * (y[i] - target[i]);
-    free(y);
+    free(xd), free(y);
     return scale * s;
-}
-
-static double **double_weights(const lq_layer *L, const float *const w[7]) {
-    double **W = malloc(sizeof(double *) * 7);
-    for (int i = 0; i < 7; i++) {
-        size_t n = linear_size(L, i);
-        W[i] = malloc(sizeof(double) * n);
-        for (size_t j = 0; j < n; j++) W[i][j] = w[i][j];
-    }
-    return W;
-}
-
-static void free_double_weights(double **W) {
-    for (int i = 0; i < 7; i++) free(W[i]);
-    free(W);
 }
 
 static float *random_rows(int T, int D, uint64_t seed) {
@@ -244,7 +66,7 @@ static float *random_rows(int T, int D, uint64_t seed) {
 
 /* ---- forward ------------------------------------------------------------------------------ */
 static void check_forward(const lq_model_config *c, int T, uint64_t seed) {
-    lq_model *m = random_model(c, seed);
+    lq_model *m = random_model(c, seed, NORM_SPREAD);
     lq_layer *L = &m->layers[0];
     int D = c->dim;
     const float *w[7], *bias[7];
@@ -262,8 +84,9 @@ static void check_forward(const lq_model_config *c, int T, uint64_t seed) {
     assert_int_equal(lq_session_new(m, T, &s), LQ_OK);
     memcpy(theirs, x, sizeof(float) * T * D);
     assert_int_equal(lq_layer_forward(s, 0, theirs, T, NULL), LQ_OK);
-    double **W = double_weights(L, w);
-    ref_layer(c, L, W, bias, x, T, ref);
+    double **W = double_weights(L);
+    double *xd = double_copy(x, (size_t)T * D);
+    ref_layer(c, L, W, xd, T, ref);
 
     double scale = 0, d_forward = 0, d_ref = 0;
     for (int i = 0; i < T * D; i++) {
@@ -283,11 +106,11 @@ static void check_forward(const lq_model_config *c, int T, uint64_t seed) {
     assert_int_equal(lq_block_loss_grad(b, c, L, w, bias, x, T, target, lambda, again, NULL, &loss),
                      LQ_OK);
     assert_memory_equal(again, ours, sizeof(float) * T * D);
-    double want = ref_loss(c, L, W, bias, x, T, target, lambda);
+    double want = ref_loss(c, L, W, x, T, target, lambda);
     if (fabs(loss - want) > 1e-5 * want) fail_msg("loss %.9g, reference %.9g", loss, want);
 
     free_double_weights(W);
-    free(x), free(ours), free(theirs), free(ref), free(target), free(again);
+    free(x), free(xd), free(ours), free(theirs), free(ref), free(target), free(again);
     lq_session_free(s);
     lq_block_grad_free(b);
     lq_model_free(m);
@@ -324,7 +147,7 @@ static void test_forward_matches_layer_forward(void **state) {
  * (which sees every entry at once). The step is 1e-4 on weights of size ~0.2: truncation error
  * ~1e-8 relative, rounding ~1e-12; what remains is the float arithmetic of the gradient. */
 static void check_gradients(const lq_model_config *c, int T, uint64_t seed) {
-    lq_model *m = random_model(c, seed);
+    lq_model *m = random_model(c, seed, NORM_SPREAD);
     lq_layer *L = &m->layers[0];
     int D = c->dim;
     const float *w[7], *bias[7];
@@ -337,7 +160,7 @@ static void check_gradients(const lq_model_config *c, int T, uint64_t seed) {
     assert_int_equal(lq_block_grad_new(c, T, &b), LQ_OK);
     assert_int_equal(lq_block_loss_grad(b, c, L, w, bias, x, T, target, lambda, NULL, grads, &loss),
                      LQ_OK);
-    double **W = double_weights(L, w);
+    double **W = double_weights(L);
     const double h = 1e-4;
     lq_rng r;
     lq_rng_seed(&r, seed + 300);
@@ -352,9 +175,9 @@ static void check_gradients(const lq_model_config *c, int T, uint64_t seed) {
             size_t j = (size_t)(lq_rng_uniform(&r) * n);
             double keep = W[i][j];
             W[i][j] = keep + h;
-            double up = ref_loss(c, L, W, bias, x, T, target, lambda);
+            double up = ref_loss(c, L, W, x, T, target, lambda);
             W[i][j] = keep - h;
-            double down = ref_loss(c, L, W, bias, x, T, target, lambda);
+            double down = ref_loss(c, L, W, x, T, target, lambda);
             W[i][j] = keep;
             double fd = (up - down) / (2 * h), err = fabs(grads[i][j] - fd);
             /* relative to the entry, floored at a hundredth of the matrix's typical entry */
@@ -368,9 +191,9 @@ static void check_gradients(const lq_model_config *c, int T, uint64_t seed) {
         memcpy(W0, W[i], sizeof(double) * n);
         for (size_t j = 0; j < n; j++) R[j] = lq_rng_normal(&r), dot += grads[i][j] * R[j];
         for (size_t j = 0; j < n; j++) W[i][j] = W0[j] + h * R[j];
-        double up = ref_loss(c, L, W, bias, x, T, target, lambda);
+        double up = ref_loss(c, L, W, x, T, target, lambda);
         for (size_t j = 0; j < n; j++) W[i][j] = W0[j] - h * R[j];
-        double down = ref_loss(c, L, W, bias, x, T, target, lambda);
+        double down = ref_loss(c, L, W, x, T, target, lambda);
         memcpy(W[i], W0, sizeof(double) * n);
         double fd = (up - down) / (2 * h);
         if (fabs(dot - fd) > 1e-3 * fabs(fd))
@@ -408,7 +231,7 @@ static void test_partial_grads(void **state) {
     (void)state;
     lq_model_config c = small_config();
     c.has_qk_norm = 1;
-    lq_model *m = random_model(&c, 21);
+    lq_model *m = random_model(&c, 21, NORM_SPREAD);
     lq_layer *L = &m->layers[0];
     const float *w[7], *bias[7];
     layer_weights(L, w, bias);
@@ -437,7 +260,7 @@ static void test_partial_grads(void **state) {
 static void test_errors(void **state) {
     (void)state;
     lq_model_config c = small_config();
-    lq_model *m = random_model(&c, 31);
+    lq_model *m = random_model(&c, 31, NORM_SPREAD);
     lq_layer *L = &m->layers[0];
     const float *w[7], *bias[7];
     layer_weights(L, w, bias);

@@ -3,9 +3,9 @@
  *  - stories260K greedy decoding reproduces llama2.c's sample (expected_greedy_t0.txt) byte
  *    for byte; its parameter count matches the model card;
  *  - a batched prefill gives the logits of one-token decode steps, across the chunk boundary;
- *  - the forward pass matches an independent double-precision reference written here from the
- *    Hugging Face definitions, with every optional feature on (GQA, q/k/v bias, q/k norm,
- *    llama3 RoPE scaling, partial rotary, untied head);
+ *  - the forward pass matches the independent double-precision reference of reference_model.h,
+ *    written from the Hugging Face definitions, with every optional feature on (GQA, q/k/v
+ *    bias, q/k norm, llama3 RoPE scaling, partial rotary, untied head);
  *  - RoPE: a HALF ("rotate_half") model equals the INTERLEAVED model whose q/k rows are
  *    permuted as llama.cpp's converter does, i.e. the two conventions agree;
  *  - lq_gemm_f32_nt equals its scalar reference;
@@ -22,6 +22,7 @@
 #include <cmocka.h>
 #define LQ_TEST_NAME "runtime"
 #include "test_util.h"
+#include "reference_model.h"
 
 #include <limits.h>
 #include <math.h>
@@ -183,203 +184,36 @@ static void test_prefill_matches_decode_stories(void **state) {
     lq_model_free(m);
 }
 
-/* ---- synthetic models --------------------------------------------------------------------- */
-static void fill_normal(lq_rng *r, float *x, size_t n, double scale, double offset) {
-    for (size_t i = 0; i < n; i++) x[i] = (float)(offset + scale * lq_rng_normal(r));
-}
+/* ---- synthetic models against the reference (reference_model.h) -------------------------- */
+static lq_model_config small_config(void) { return synthetic_config(32, 48, 2, 40); }
 
-static void init_linear(lq_model *m, lq_rng *r, lq_linear *lin, int in, int out, int bias) {
-    lin->in_features = in;
-    lin->out_features = out;
-    lin->weight = lq_model_alloc(m, (size_t)in * out);
-    assert_non_null(lin->weight);
-    fill_normal(r, lin->weight, (size_t)in * out, 1.0 / sqrt(in), 0.0);
-    if (bias) {
-        lin->bias = lq_model_alloc(m, (size_t)out);
-        assert_non_null(lin->bias);
-        fill_normal(r, lin->bias, (size_t)out, 0.1, 0.0);
-    }
-}
+/* random_model's spread of the attention and MLP norm weights around 1 */
+#define NORM_SPREAD 0.1
 
-static lq_model_config small_config(void) {
-    lq_model_config c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.arch, sizeof c.arch, "llama");
-    c.dim = 32, c.hidden_dim = 48, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2;
-    c.head_dim = 8, c.vocab_size = 40, c.max_seq_len = 256, c.norm_eps = 1e-5f;
-    c.rope_theta = 10000.0f, c.rope_dim = 8, c.rope_style = LQ_ROPE_HALF;
-    c.tied_embeddings = 1;
-    return c;
-}
-
-static lq_model *random_model(const lq_model_config *c, uint64_t seed) {
-    lq_model *m;
-    assert_int_equal(lq_model_config_validate(c, "test config"), LQ_OK);
-    assert_int_equal(lq_model_new(c, &m), LQ_OK);
-    lq_rng r;
-    lq_rng_seed(&r, seed);
-    int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
-    m->tok_embeddings = lq_model_alloc(m, (size_t)c->vocab_size * c->dim);
-    fill_normal(&r, m->tok_embeddings, (size_t)c->vocab_size * c->dim, 1.0, 0.0);
-    for (int l = 0; l < c->n_layers; l++) {
-        lq_layer *L = &m->layers[l];
-        L->attn_norm = lq_model_alloc(m, (size_t)c->dim);
-        L->ffn_norm = lq_model_alloc(m, (size_t)c->dim);
-        fill_normal(&r, L->attn_norm, (size_t)c->dim, 0.1, 1.0);
-        fill_normal(&r, L->ffn_norm, (size_t)c->dim, 0.1, 1.0);
-        if (c->has_qk_norm) {
-            L->q_norm = lq_model_alloc(m, (size_t)c->head_dim);
-            L->k_norm = lq_model_alloc(m, (size_t)c->head_dim);
-            fill_normal(&r, L->q_norm, (size_t)c->head_dim, 0.2, 1.0);
-            fill_normal(&r, L->k_norm, (size_t)c->head_dim, 0.2, 1.0);
-        }
-        init_linear(m, &r, &L->wq, c->dim, q_dim, c->has_qkv_bias);
-        init_linear(m, &r, &L->wk, c->dim, kv_dim, c->has_qkv_bias);
-        init_linear(m, &r, &L->wv, c->dim, kv_dim, c->has_qkv_bias);
-        init_linear(m, &r, &L->wo, q_dim, c->dim, 0);
-        init_linear(m, &r, &L->w_gate, c->dim, c->hidden_dim, 0);
-        init_linear(m, &r, &L->w_up, c->dim, c->hidden_dim, 0);
-        init_linear(m, &r, &L->w_down, c->hidden_dim, c->dim, 0);
-    }
-    m->final_norm = lq_model_alloc(m, (size_t)c->dim);
-    fill_normal(&r, m->final_norm, (size_t)c->dim, 0.1, 1.0);
-    if (c->tied_embeddings) {
-        m->lm_head.in_features = c->dim;
-        m->lm_head.out_features = c->vocab_size;
-        m->lm_head.weight = m->tok_embeddings;
-    } else {
-        init_linear(m, &r, &m->lm_head, c->dim, c->vocab_size, 0);
-    }
-    snprintf(m->source, sizeof m->source, "synthetic");
-    return m;
-}
-
-/* An independent double-precision forward pass, written from the Hugging Face modelling code
- * (LlamaAttention, Qwen2/Qwen3, apply_rotary_pos_emb with rotate_half, llama3 rope init) and
- * llama2.c for the interleaved pairs. Whole sequence at once, causal. */
-static void ref_rmsnorm(double *out, const double *x, const float *w, int n, double eps) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    double r = 1.0 / sqrt(ss / n + eps);
-    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
-}
-
-static void ref_linear(const lq_linear *lin, const double *x, double *y) {
-    for (int o = 0; o < lin->out_features; o++) {
-        double s = lin->bias ? lin->bias[o] : 0.0;
-        for (int i = 0; i < lin->in_features; i++) s += lin->weight[(size_t)o * lin->in_features + i] * x[i];
-        y[o] = s;
-    }
-}
-
-static void ref_rope(const lq_model_config *c, double *v, int pos) {
-    int rd = c->rope_dim, half = rd / 2;
-    double theta[512];
-    for (int i = 0; i < half; i++) {
-        double inv = 1.0 / pow(c->rope_theta, (2.0 * i) / rd);
-        if (c->rope_scale_factor > 0) { /* transformers' _compute_llama3_parameters */
-            double low_wl = c->rope_original_max_pos / c->rope_low_freq_factor;
-            double high_wl = c->rope_original_max_pos / c->rope_high_freq_factor;
-            double wl = 2 * M_PI / inv;
-            if (wl > low_wl) inv = inv / c->rope_scale_factor;
-            else if (wl >= high_wl) {
-                double sm = (c->rope_original_max_pos / wl - c->rope_low_freq_factor) /
-                            (c->rope_high_freq_factor - c->rope_low_freq_factor);
-                inv = (1 - sm) * inv / c->rope_scale_factor + sm * inv;
-            }
-        }
-        theta[i] = pos * inv;
-    }
-    double out[512];
-    memcpy(out, v, sizeof(double) * (size_t)c->head_dim);
-    if (c->rope_style == LQ_ROPE_HALF) {
-        /* q·cos + rotate_half(q)·sin, with cos/sin = cat(freqs, freqs) */
-        for (int j = 0; j < rd; j++) {
-            double rot = j < half ? -v[j + half] : v[j - half];
-            double t = theta[j % half];
-            out[j] = v[j] * cos(t) + rot * sin(t);
-        }
-    } else {
-        for (int i = 0; i < half; i++) {
-            double t = theta[i], a = v[2 * i], b = v[2 * i + 1];
-            out[2 * i] = a * cos(t) - b * sin(t);
-            out[2 * i + 1] = a * sin(t) + b * cos(t);
-        }
-    }
-    memcpy(v, out, sizeof(double) * (size_t)c->head_dim);
-}
-
+/* The reference's logits (T × vocab) of `tokens`: the embeddings, ref_layer for each layer in
+ * turn, the final norm and the head. */
 static void reference_logits(const lq_model *m, const int *tokens, int T, float *logits) {
     const lq_model_config *c = &m->cfg;
-    int D = c->dim, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
-    int qd = nh * hd, kvd = nkv * hd, H = c->hidden_dim, V = c->vocab_size;
-    double *x = calloc((size_t)T * D, sizeof *x), *h = calloc((size_t)D, sizeof *h);
-    double *q = calloc((size_t)T * qd, sizeof *q), *k = calloc((size_t)T * kvd, sizeof *k);
-    double *v = calloc((size_t)T * kvd, sizeof *v), *att = calloc((size_t)qd, sizeof *att);
-    double *o = calloc((size_t)D, sizeof *o), *g = calloc((size_t)H, sizeof *g);
-    double *u = calloc((size_t)H, sizeof *u), *w = calloc((size_t)T, sizeof *w);
-    double *lg = calloc((size_t)V, sizeof *lg);
+    int D = c->dim, V = c->vocab_size;
+    double *x = malloc(sizeof(double) * T * D), *h = malloc(sizeof(double) * T * D);
+    double *lg = malloc(sizeof(double) * T * V);
     for (int t = 0; t < T; t++)
         for (int i = 0; i < D; i++) x[(size_t)t * D + i] = m->tok_embeddings[(size_t)tokens[t] * D + i];
     for (int l = 0; l < c->n_layers; l++) {
-        const lq_layer *L = &m->layers[l];
-        for (int t = 0; t < T; t++) {
-            ref_rmsnorm(h, x + (size_t)t * D, L->attn_norm, D, c->norm_eps);
-            ref_linear(&L->wq, h, q + (size_t)t * qd);
-            ref_linear(&L->wk, h, k + (size_t)t * kvd);
-            ref_linear(&L->wv, h, v + (size_t)t * kvd);
-            for (int hh = 0; hh < nh; hh++) {
-                double *qh = q + (size_t)t * qd + (size_t)hh * hd;
-                if (L->q_norm) ref_rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps);
-                ref_rope(c, qh, t);
-            }
-            for (int hh = 0; hh < nkv; hh++) {
-                double *kh = k + (size_t)t * kvd + (size_t)hh * hd;
-                if (L->k_norm) ref_rmsnorm(kh, kh, L->k_norm, hd, c->norm_eps);
-                ref_rope(c, kh, t);
-            }
-        }
-        for (int t = 0; t < T; t++) {
-            for (int hh = 0; hh < nh; hh++) {
-                int kvh = hh / (nh / nkv); /* repeat_kv: query head hh uses KV head hh / groups */
-                double mx = -INFINITY, sum = 0;
-                for (int s2 = 0; s2 <= t; s2++) {
-                    double dot = 0;
-                    for (int d = 0; d < hd; d++)
-                        dot += q[(size_t)t * qd + hh * hd + d] * k[(size_t)s2 * kvd + kvh * hd + d];
-                    w[s2] = dot / sqrt((double)hd);
-                    mx = fmax(mx, w[s2]);
-                }
-                for (int s2 = 0; s2 <= t; s2++) sum += (w[s2] = exp(w[s2] - mx));
-                for (int d = 0; d < hd; d++) {
-                    double a = 0;
-                    for (int s2 = 0; s2 <= t; s2++) a += w[s2] / sum * v[(size_t)s2 * kvd + kvh * hd + d];
-                    att[hh * hd + d] = a;
-                }
-            }
-            ref_linear(&L->wo, att, o);
-            for (int i = 0; i < D; i++) x[(size_t)t * D + i] += o[i];
-        }
-        for (int t = 0; t < T; t++) {
-            ref_rmsnorm(h, x + (size_t)t * D, L->ffn_norm, D, c->norm_eps);
-            ref_linear(&L->w_gate, h, g);
-            ref_linear(&L->w_up, h, u);
-            for (int i = 0; i < H; i++) g[i] = g[i] / (1 + exp(-g[i])) * u[i];
-            ref_linear(&L->w_down, g, o);
-            for (int i = 0; i < D; i++) x[(size_t)t * D + i] += o[i];
-        }
+        double **W = double_weights(&m->layers[l]);
+        ref_layer(c, &m->layers[l], W, x, T, x);
+        free_double_weights(W);
     }
-    for (int t = 0; t < T; t++) {
-        ref_rmsnorm(h, x + (size_t)t * D, m->final_norm, D, c->norm_eps);
-        ref_linear(&m->lm_head, h, lg);
-        for (int i = 0; i < V; i++) logits[(size_t)t * V + i] = (float)lg[i];
-    }
-    free(x), free(h), free(q), free(k), free(v), free(att), free(o), free(g), free(u), free(w),
-        free(lg);
+    for (int t = 0; t < T; t++)
+        ref_rmsnorm(h + (size_t)t * D, x + (size_t)t * D, m->final_norm, D, c->norm_eps);
+    double *head = double_copy(m->lm_head.weight, (size_t)V * D);
+    ref_linear(h, T, D, V, head, m->lm_head.bias, lg);
+    for (size_t i = 0; i < (size_t)T * V; i++) logits[i] = (float)lg[i];
+    free(x), free(h), free(lg), free(head);
 }
 
 static void compare_with_reference(const lq_model_config *c, uint64_t seed) {
-    lq_model *m = random_model(c, seed);
+    lq_model *m = random_model(c, seed, NORM_SPREAD);
     enum { T = 24 };
     int tokens[T];
     for (int i = 0; i < T; i++) tokens[i] = (i * 7 + 3) % c->vocab_size;
@@ -426,7 +260,7 @@ static void test_prefill_across_chunks(void **state) {
     (void)state;
     lq_model_config c = small_config();
     c.has_qkv_bias = 1;
-    lq_model *m = random_model(&c, 7);
+    lq_model *m = random_model(&c, 7, NORM_SPREAD);
     int tokens[200];
     for (int i = 0; i < 200; i++) tokens[i] = (i * 13 + 5) % c.vocab_size;
     check_prefill_matches_decode(m, tokens, 200); /* longer than one 128-row chunk */
@@ -451,8 +285,8 @@ static void test_rope_conventions_agree(void **state) {
     (void)state;
     lq_model_config c = small_config();
     c.has_qkv_bias = 1, c.has_qk_norm = 1; /* biases and norm weights move with their rows */
-    lq_model *half = random_model(&c, 11);
-    lq_model *inter = random_model(&c, 11); /* the same weights ... */
+    lq_model *half = random_model(&c, 11, NORM_SPREAD);
+    lq_model *inter = random_model(&c, 11, NORM_SPREAD); /* the same weights ... */
     inter->cfg.rope_style = LQ_ROPE_INTERLEAVED; /* ... read with the other convention */
     for (int l = 0; l < c.n_layers; l++) {
         lq_layer *L = &inter->layers[l];
@@ -490,7 +324,7 @@ static void test_rope_conventions_agree(void **state) {
     double d = max_abs_diff(a, b, (size_t)T * c.vocab_size);
     if (d > 1e-5) fail_msg("HALF and permuted INTERLEAVED differ by %g", d);
     /* and the permutation matters: unpermuted weights under INTERLEAVED give other logits */
-    lq_model *plain = random_model(&c, 11);
+    lq_model *plain = random_model(&c, 11, NORM_SPREAD);
     plain->cfg.rope_style = LQ_ROPE_INTERLEAVED;
     lq_session *sc;
     assert_int_equal(lq_session_new(plain, T, &sc), LQ_OK);
@@ -504,7 +338,7 @@ static void test_rope_conventions_agree(void **state) {
 static void test_forward_errors(void **state) {
     (void)state;
     lq_model_config c = small_config();
-    lq_model *m = random_model(&c, 21);
+    lq_model *m = random_model(&c, 21, NORM_SPREAD);
     lq_session *s;
     assert_int_equal(lq_session_new(m, 0, &s), LQ_ERR_ARG);
     assert_int_equal(lq_session_new(m, 4, &s), LQ_OK);
