@@ -10,6 +10,7 @@
 # MAX_WINDOWS (SmolLM2 eval windows of 512 tokens, default 40; 592 is the whole test file),
 # STEPS (LiftQuant correction steps, default 100), PROPAGATE (lq-quantize --propagate for the
 # calibrated rows: quant, the default, asym or fp), ASYM_ALPHA (--asym-alpha, with asym only),
+# BLOCK_STEPS (LiftQuant rows: --block-steps, per-block reconstruction; default none),
 # OUT_ROOT (default a temporary directory, removed at the end unless KEEP=1).
 #
 # stories260K: calibrated on tinystories_val_a.txt after its first 100,000 bytes, evaluated
@@ -34,6 +35,8 @@ seqlen="${SEQLEN:-512}"
 steps="${STEPS:-100}"
 propagate="${PROPAGATE:-quant}"
 propagate_args=(--propagate "$propagate")
+block_args=()
+[ -z "${BLOCK_STEPS:-}" ] || block_args=(--block-steps "$BLOCK_STEPS")
 [ -z "${ASYM_ALPHA:-}" ] || propagate_args+=(--asym-alpha "$ASYM_ALPHA")
 case "$which" in
 stories)
@@ -50,7 +53,7 @@ smollm2)
 *) echo "quant_table.sh: unknown model '$which' (stories, smollm2)" >&2; exit 2 ;;
 esac
 
-echo "# $which: calibration $nsamples x $seqlen tokens of $(basename "$calib"), ${propagate_args[*]}; eval: ${eval_args[*]}"
+echo "# $which: calibration $nsamples x $seqlen tokens of $(basename "$calib"), ${propagate_args[*]} ${block_args[*]}; eval: ${eval_args[*]}"
 echo "| row | bits/weight (codes + side) | decoder-linear bytes | file bytes | PPL | quantize s |"
 echo "|---|---|---|---|---|---|"
 for row in "${rows[@]}"; do
@@ -61,7 +64,7 @@ for row in "${rows[@]}"; do
     # RTN reads no calibration data (its windows only feed the reported output errors)
     rtn*) qargs=(--method rtn --bits "${row#rtn}" --group 128 --nsamples 4 --propagate fp) ;;
     gptq*) qargs=(--method gptq --bits "${row#gptq}" --group 128 "${propagate_args[@]}") ;;
-    lq*) qargs=(--method liftquant --config "${row#lq}" --steps "$steps" "${propagate_args[@]}") ;;
+    lq*) qargs=(--method liftquant --config "${row#lq}" --steps "$steps" "${propagate_args[@]}" "${block_args[@]}") ;;
     *) echo "quant_table.sh: unknown row '$row'" >&2; exit 2 ;;
     esac
     if [ "$row" = fp ]; then
