@@ -197,7 +197,7 @@ lq_status lq_method_from_name(const char *name, lq_method *out);
  *          down, each seeing the earlier groups quantized), and target W·x, the FP model's
  *          output on its own hidden states: the fit also undoes the error that reaches the
  *          linear's input (asymmetric calibration, as GPTAQ). Costs a second hidden-state
- *          stream and about two more layer passes per layer. */
+ *          stream, its tap inputs for one layer, and about two more layer passes per layer. */
 typedef enum { LQ_PROPAGATE_FP = 0, LQ_PROPAGATE_QUANT, LQ_PROPAGATE_ASYM } lq_propagate;
 const char *lq_propagate_name(lq_propagate p);
 lq_status lq_propagate_from_name(const char *name, lq_propagate *out);
@@ -234,9 +234,12 @@ typedef struct {
 
 /* Quantizes every decoder-layer linear of m in place, layer by layer, from nsamples × seqlen
  * calibration tokens. results (may be NULL): 7·n_layers entries. Memory: the hidden states
- * (nsamples·seqlen·dim floats, twice unless propagating FP) plus one layer's four input
- * second-moment matrices (dim² ×2 + q_dim² + hidden² doubles; ASYM: two widest² doubles and
- * one window's seqlen × widest floats instead). */
+ * (nsamples·seqlen·dim floats, twice unless propagating FP without block steps) plus one
+ * layer's four input second-moment matrices (dim² ×2 + q_dim² + hidden² doubles); ASYM instead
+ * two widest² doubles and the FP stream's inputs of the four taps for one layer,
+ * nsamples·seqlen·(2·dim + q_dim + hidden) floats (5.7 hidden-state copies for SmolLM2, 6.5
+ * for Llama-3 8B/70B: small beside the f32 model in memory). block_steps: lq_block.h's scratch
+ * for one window. */
 lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int seqlen,
                             const lq_quantize_options *o, lq_linear_result *results);
 

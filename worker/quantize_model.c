@@ -231,28 +231,35 @@ static lq_status quantize_and_report(model_run *run, int l, int idx, const doubl
  * input carries no error, whatever the damping λ (which keeps directions x̂ barely visits from
  * blowing up). */
 typedef struct {
-    lq_tap tap;
-    int storing;        /* 1: FP pass, keep the tap's rows; 0: quantized pass, accumulate */
-    int row, width;     /* rows of the current sample seen so far */
-    float *fp_rows;     /* seqlen × width: the FP stream's input of the tap, current sample */
+    lq_tap tap;         /* the tap being fitted (quantized pass) */
+    int row;            /* rows of the current sample seen so far (all samples, FP pass) */
+    float *fp_taps[LQ_TAP_COUNT]; /* nsamples × seqlen × tap width: the FP stream's tap inputs */
+    float *fp_rows;     /* the current sample's rows of fp_taps[tap] */
     double *H, *C;      /* Σ x̂x̂ᵀ, Σ x̂xᵀ */
-    float *chunk;       /* width² */
+    float *chunk;       /* widest² */
 } asym_capture;
 
+/* FP pass: keeps every tap's input rows of sample `row / seqlen`, and lets the layer run to its
+ * end (the FP stream moves on in the same pass). */
+static int asym_store_hook(void *ctx, int layer, lq_tap tap, const float *x, int ntok, int width) {
+    (void)layer;
+    asym_capture *a = ctx;
+    memcpy(a->fp_taps[tap] + (size_t)a->row * width, x, (size_t)ntok * width * sizeof(float));
+    if (tap == LQ_TAP_COUNT - 1) a->row += ntok;
+    return 0;
+}
+
+/* Quantized pass: accumulates Ĥ and C at the tap being fitted, and ends the chunk there. */
 static int asym_hook(void *ctx, int layer, lq_tap tap, const float *x, int ntok, int width) {
     (void)layer;
     asym_capture *a = ctx;
     if (tap != a->tap) return 0;
-    float *fp = a->fp_rows + (size_t)a->row * width; /* the same rows of the FP stream */
-    if (a->storing) {
-        memcpy(fp, x, (size_t)ntok * width * sizeof(float));
-    } else {
-        size_t n = (size_t)width * width;
-        lq_gemm_f32(1, 0, width, width, ntok, 1.0f, x, width, x, width, 0.0f, a->chunk, width);
-        for (size_t i = 0; i < n; i++) a->H[i] += a->chunk[i];
-        lq_gemm_f32(1, 0, width, width, ntok, 1.0f, x, width, fp, width, 0.0f, a->chunk, width);
-        for (size_t i = 0; i < n; i++) a->C[i] += a->chunk[i];
-    }
+    const float *fp = a->fp_rows + (size_t)a->row * width; /* the same rows of the FP stream */
+    size_t n = (size_t)width * width;
+    lq_gemm_f32(1, 0, width, width, ntok, 1.0f, x, width, x, width, 0.0f, a->chunk, width);
+    for (size_t i = 0; i < n; i++) a->H[i] += a->chunk[i];
+    lq_gemm_f32(1, 0, width, width, ntok, 1.0f, x, width, fp, width, 0.0f, a->chunk, width);
+    for (size_t i = 0; i < n; i++) a->C[i] += a->chunk[i];
     a->row += ntok;
     return 1; /* nothing after this tap is needed */
 }
@@ -374,42 +381,32 @@ static lq_status correct_block(model_run *run, lq_block_grad *bg, int l, const f
     return st;
 }
 
-/* Installs set[0..6] as layer L's linears and keeps the ones it replaces in saved: the FP and
- * the partly quantized layer trade places by value (the structs own nothing while swapped out;
- * the FP weights stay the model's). */
-static void swap_in_linears(lq_layer *L, const lq_linear *set, lq_linear *saved) {
-    for (int idx = 0; idx < 7; idx++) {
-        saved[idx] = *lq_layer_linear(L, idx);
-        *lq_layer_linear(L, idx) = set[idx];
-    }
-}
-
-/* One layer in ASYM mode: for each tap in forward order, the FP stream (FP linears) and the
- * quantized stream (the groups before it quantized) run up to the tap, sample by sample, and
- * the tap's linears are quantized against W*; then both streams move on through the layer. */
+/* One layer in ASYM mode: the FP stream runs through the FP layer once, keeping the inputs of
+ * all four taps (and so producing its outputs, the per-block correction's targets); then for
+ * each tap in forward order the quantized stream (the groups before it quantized) runs up to
+ * the tap, sample by sample, and the tap's linears are quantized against W*; then the
+ * quantized stream moves on through the layer. */
 static lq_status quantize_layer_asym(model_run *run, lq_session *s, lq_block_grad *bg, int l,
                                      float *hidden_q, float *hidden_fp, float *work,
                                      asym_capture *a, int nsamples, int seqlen) {
     lq_model *m = run->m;
     int dim = m->cfg.dim;
     size_t per_sample = (size_t)seqlen * dim;
-    lq_linear fp[7], cur[7];
+    lq_linear fp[7];
     for (int idx = 0; idx < 7; idx++) fp[idx] = *lq_layer_linear(&m->layers[l], idx);
     lq_status st = LQ_OK;
-    lq_layer_hook hook = {asym_hook, a};
+    lq_layer_hook store = {asym_store_hook, a}, hook = {asym_hook, a};
+    a->row = 0;
+    for (int i = 0; i < nsamples && st == LQ_OK; i++)
+        st = lq_layer_forward(s, l, hidden_fp + i * per_sample, seqlen, &store);
     for (int tap = 0; tap < LQ_TAP_COUNT && st == LQ_OK; tap++) {
-        a->tap = (lq_tap)tap, a->width = tap_width(&m->cfg, (lq_tap)tap);
-        memset(a->H, 0, (size_t)a->width * a->width * sizeof(double));
-        memset(a->C, 0, (size_t)a->width * a->width * sizeof(double));
+        int width = tap_width(&m->cfg, (lq_tap)tap);
+        a->tap = (lq_tap)tap;
+        memset(a->H, 0, (size_t)width * width * sizeof(double));
+        memset(a->C, 0, (size_t)width * width * sizeof(double));
         for (int i = 0; i < nsamples && st == LQ_OK; i++) {
-            swap_in_linears(&m->layers[l], fp, cur); /* the FP layer, for the FP stream */
-            memcpy(work, hidden_fp + i * per_sample, per_sample * sizeof(float));
-            a->storing = 1, a->row = 0;
-            st = lq_layer_forward(s, l, work, seqlen, &hook);
-            swap_in_linears(&m->layers[l], cur, fp);
-            if (st != LQ_OK) break;
             memcpy(work, hidden_q + i * per_sample, per_sample * sizeof(float));
-            a->storing = 0, a->row = 0;
+            a->fp_rows = a->fp_taps[tap] + (size_t)i * seqlen * width, a->row = 0;
             st = lq_layer_forward(s, l, work, seqlen, &hook);
         }
         for (int idx = 0; idx < 7 && st == LQ_OK; idx++) {
@@ -427,12 +424,6 @@ static lq_status quantize_layer_asym(model_run *run, lq_session *s, lq_block_gra
             free(Wstar);
         }
     }
-    if (st != LQ_OK) return st;
-    /* the FP stream moves on first: its outputs are the per-block correction's targets */
-    swap_in_linears(&m->layers[l], fp, cur);
-    for (int i = 0; i < nsamples && st == LQ_OK; i++)
-        st = lq_layer_forward(s, l, hidden_fp + i * per_sample, seqlen, NULL);
-    swap_in_linears(&m->layers[l], cur, fp);
     if (st == LQ_OK && bg) st = correct_block(run, bg, l, hidden_q, hidden_fp, nsamples, seqlen);
     for (int i = 0; i < nsamples && st == LQ_OK; i++)
         st = lq_layer_forward(s, l, hidden_q + i * per_sample, seqlen, NULL);
@@ -454,7 +445,8 @@ lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int se
     float *work = asym ? malloc(per_sample * sizeof(float)) : NULL;
     asym_capture a = {0};
     if (asym) {
-        a.fp_rows = malloc((size_t)seqlen * widest * sizeof(float));
+        for (int t = 0; t < LQ_TAP_COUNT; t++)
+            a.fp_taps[t] = malloc((size_t)nsamples * seqlen * tap_width(c, (lq_tap)t) * sizeof(float));
         a.H = malloc((size_t)widest * widest * sizeof(double));
         a.C = malloc((size_t)widest * widest * sizeof(double));
         a.chunk = malloc((size_t)widest * widest * sizeof(float));
@@ -470,9 +462,14 @@ lq_status lq_quantize_model(lq_model *m, const int *tokens, int nsamples, int se
     }
     if (block && (st = lq_block_grad_new(c, seqlen, &bg)) != LQ_OK) goto done;
     if (!hidden || (second == NULL && (o->propagate != LQ_PROPAGATE_FP || block)) ||
-        (asym && (!work || !a.fp_rows || !a.H || !a.C || !a.chunk))) {
+        (asym && (!work || !a.fp_taps[0] || !a.fp_taps[1] || !a.fp_taps[2] || !a.fp_taps[3] ||
+                  !a.H || !a.C || !a.chunk))) {
+        size_t tap_bytes = 0;
+        for (int t = 0; asym && t < LQ_TAP_COUNT; t++)
+            tap_bytes += (size_t)nsamples * seqlen * tap_width(c, (lq_tap)t) * sizeof(float);
         st = lq_fail(LQ_ERR_NOMEM, "quantize: out of memory for %d × %d calibration tokens "
-                     "(%zu MiB of hidden states)", nsamples, seqlen, hidden_bytes >> 20);
+                     "(%zu MiB of hidden states, %zu MiB of FP tap inputs)", nsamples, seqlen,
+                     (second ? 2 : 1) * hidden_bytes >> 20, tap_bytes >> 20);
         goto done;
     }
     if (!asym && (st = lq_layer_moments_new(c, &mo)) != LQ_OK) goto done;
@@ -512,6 +509,7 @@ done:
     lq_session_free(s);
     lq_layer_moments_free(mo);
     free(hidden), free(second), free(work);
-    free(a.fp_rows), free(a.H), free(a.C), free(a.chunk);
+    for (int t = 0; t < LQ_TAP_COUNT; t++) free(a.fp_taps[t]);
+    free(a.H), free(a.C), free(a.chunk);
     return st;
 }
