@@ -460,6 +460,40 @@ static void test_bad_arguments(void **state) {
     free(H);
 }
 
+/* GPTQ's and LDLQ's factorizations (kernels/blas.c): U with UᵀU = A and A⁻¹ on an SPD matrix;
+ * a matrix that is not positive definite, or holds a NaN (which OpenBLAS's dpotrf lets through
+ * with info = 0), fails with LQ_ERR_NUMERIC naming the matrix — for both functions. */
+static void test_spd_factorizations(void **state) {
+    (void)state;
+    const double A[9] = {4, 2, 0.4, 2, 5, 1, 0.4, 1, 3};
+    double U[9], inv[9];
+    memcpy(U, A, sizeof A);
+    assert_int_equal(lq_cholesky_upper(U, 3, "A"), LQ_OK);
+    memcpy(inv, A, sizeof A);
+    assert_int_equal(lq_spd_inverse(inv, 3, "A"), LQ_OK);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            double utu = 0.0, ainv = 0.0;
+            for (int k = 0; k < 3; k++) utu += U[k * 3 + i] * U[k * 3 + j], ainv += A[i * 3 + k] * inv[k * 3 + j];
+            assert_true(fabs(utu - A[i * 3 + j]) < 1e-12);
+            assert_true(fabs(ainv - (i == j)) < 1e-12);
+            if (i > j) assert_true(U[i * 3 + j] == 0.0);
+        }
+    const double indefinite[4] = {1, 2, 2, 1};
+    double nan_diag[4] = {1, 0, 0, 1};
+    nan_diag[3] = NAN;
+    const double *bad[2] = {indefinite, nan_diag};
+    for (int b = 0; b < 2; b++) {
+        double M[4];
+        memcpy(M, bad[b], sizeof M);
+        assert_int_equal(lq_cholesky_upper(M, 2, "the test matrix"), LQ_ERR_NUMERIC);
+        assert_non_null(strstr(lq_last_error(), "the test matrix"));
+        memcpy(M, bad[b], sizeof M);
+        assert_int_equal(lq_spd_inverse(M, 2, "the test matrix"), LQ_ERR_NUMERIC);
+        assert_non_null(strstr(lq_last_error(), "the test matrix"));
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rtn_round_trip),
@@ -470,6 +504,7 @@ int main(void) {
         cmocka_unit_test(test_gptq_deterministic_across_threads),
         cmocka_unit_test(test_gptq_dead_columns),
         cmocka_unit_test(test_output_error_definition),
+        cmocka_unit_test(test_spd_factorizations),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
