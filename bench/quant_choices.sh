@@ -5,6 +5,8 @@
 #   bench/quant_choices.sh BUILD_DIR
 # Calibration: 64 x 256 tokens of tinystories_val_a.txt after its first 100,000 bytes.
 # Evaluation: its first 100,000 bytes, default protocol, ctx 256 (FP 4.638).
+# Every row propagates the quantized stream (--propagate quant) unless it says otherwise: the
+# table was measured before asym became lq-quantize's default.
 set -euo pipefail
 build="${1:?usage: quant_choices.sh BUILD_DIR}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,7 +29,7 @@ while IFS= read -r args; do
     [ -n "$args" ] || continue
     # shellcheck disable=SC2086
     line="$("$build/tools/lq-quantize" "${model[@]}" --calib "$tmp/calib.txt" --nsamples 64 \
-            --seqlen 256 $args --out "$tmp/q" 2>/dev/null | tail -1)"
+            --seqlen 256 --propagate quant $args --out "$tmp/q" 2>/dev/null | tail -1)"
     err="$(sed -n 's/.*linears \([0-9.]*\)$/\1/p' <<<"$line")"
     echo "| $args | $err | $(ppl --model "$tmp/q") |"
     rm -rf "$tmp/q"

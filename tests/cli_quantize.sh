@@ -29,7 +29,7 @@ fp="$(ppl_of --model "$model" --tokenizer "$tok")" || fail "FP eval"
 
 # ---- LiftQuant 16/8: the round trip ----------------------------------------------------------
 "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
-    --config 16/8 --steps 20 --out "$tmp/lq" >"$tmp/lq.out" 2>"$tmp/lq.err" ||
+    --config 16/8 --steps 20 --propagate quant --out "$tmp/lq" >"$tmp/lq.out" 2>"$tmp/lq.err" ||
     fail "liftquant 16/8: $(cat "$tmp/lq.err")"
 grep -q "linears" "$tmp/lq.err" || fail "no progress on stderr: $(cat "$tmp/lq.err")"
 [ -d "$tmp/lq.tmp" ] && fail "temporary directory left behind"
@@ -48,7 +48,7 @@ grep -q "16/8" "$tmp/inspect.txt" || fail "lq-inspect does not show the config"
 # requeued onto a node with fewer cores must not change the model); only the timing differs
 LQ_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
     "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
-    --config 16/8 --steps 20 --out "$tmp/lq2" >/dev/null 2>&1 || fail "second run"
+    --config 16/8 --steps 20 --propagate quant --out "$tmp/lq2" >/dev/null 2>&1 || fail "second run"
 cmp -s "$tmp/lq/model.safetensors" "$tmp/lq2/model.safetensors" || fail "runs on 2 and 1 threads differ"
 python3 - "$tmp/lq/config.json" "$tmp/lq2/config.json" <<'PY' || fail "config.json differs between 2 and 1 threads"
 import json, sys
@@ -59,13 +59,13 @@ if a != b:
     sys.exit(1)
 PY
 
-# ---- --propagate asym: FP targets for quantized inputs --------------------------------------
+# ---- --propagate asym (the default): FP targets for quantized inputs ---------------------------
 # Layer 0's q/k/v see the embeddings in both streams, so their target is W itself and they
 # must come out exactly as in the run above; o_proj's input already carries q/k/v's error, so
-# its fit (and error figure) must differ.
+# its fit (and error figure) must differ. No --propagate: the default must be asym.
 "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
-    --config 16/8 --steps 20 --propagate asym --out "$tmp/asym" >/dev/null 2>"$tmp/asym.err" ||
-    fail "liftquant 16/8 --propagate asym: $(cat "$tmp/asym.err")"
+    --config 16/8 --steps 20 --out "$tmp/asym" >/dev/null 2>"$tmp/asym.err" ||
+    fail "liftquant 16/8 (default --propagate asym): $(cat "$tmp/asym.err")"
 python3 - "$tmp/lq/config.json" "$tmp/asym/config.json" <<'PY' || fail "asym against quant: see above"
 import json, sys
 q, a = (json.load(open(p))["quantization_config"] for p in sys.argv[1:])
@@ -112,8 +112,10 @@ python3 -c "import sys; fp, g, r = $fp, $g4, $r4; sys.exit(0 if fp < g < 1.5 * f
 # ---- --block-steps: per-block reconstruction after the per-linear correction ------------------
 # Every layer logs its output error before and after; the fit is kept only when it helps, so a
 # wrong gradient anywhere in the layer's backward pass shows up as "not kept" (or no gain).
+# With quant the target is the FP layer on the same inputs, so the error is the layer's own
+# (asym's also holds what the residual stream carries in, which no weight here can remove).
 "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
-    --config 16/8 --steps 20 --block-steps 16 --out "$tmp/block" >/dev/null 2>"$tmp/block.err" ||
+    --config 16/8 --steps 20 --propagate quant --block-steps 16 --out "$tmp/block" >/dev/null 2>"$tmp/block.err" ||
     fail "liftquant 16/8 --block-steps 16: $(cat "$tmp/block.err")"
 python3 - "$tmp/block.err" "$tmp/block/config.json" <<'PY' || fail "--block-steps: see above"
 import json, re, sys
@@ -129,7 +131,8 @@ PY
 cmp -s "$tmp/lq/model.safetensors" "$tmp/block/model.safetensors" && fail "--block-steps changed nothing"
 LQ_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
     "$quantize" --model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" "${small[@]}" \
-    --config 16/8 --steps 20 --block-steps 16 --out "$tmp/block1" >/dev/null 2>&1 || fail "--block-steps on one thread"
+    --config 16/8 --steps 20 --propagate quant --block-steps 16 --out "$tmp/block1" >/dev/null 2>&1 ||
+    fail "--block-steps on one thread"
 cmp -s "$tmp/block/model.safetensors" "$tmp/block1/model.safetensors" || fail "--block-steps: 2 and 1 threads differ"
 block="$(ppl_of --model "$tmp/block")" || fail "eval of the --block-steps directory"
 echo "LiftQuant 16/8 --block-steps 16 ppl $block"
@@ -143,7 +146,7 @@ expect "$quantize" 2 "--config" -- --model "$model" --tokenizer "$tok" --config 
 expect "$quantize" 2 "--asym-alpha" -- --model "$model" --tokenizer "$tok" --propagate asym --asym-alpha 1.5 --out "$tmp/x"
 expect "$quantize" 2 "applies to --method liftquant only" -- --model "$model" --tokenizer "$tok" --method gptq --bits 3 --block-steps 4 --out "$tmp/x"
 expect "$quantize" 2 "--block-steps: '-1' is not an integer" -- --model "$model" --tokenizer "$tok" --block-steps -1 --out "$tmp/x"
-expect "$quantize" 2 "applies to --propagate asym only" -- --model "$model" --tokenizer "$tok" --asym-alpha 0.5 --out "$tmp/x"
+expect "$quantize" 2 "applies to --propagate asym only" -- --model "$model" --tokenizer "$tok" --propagate quant --asym-alpha 0.5 --out "$tmp/x"
 expect "$quantize" 1 "calibration text not found" -- --model "$model" --tokenizer "$tok" --calib "$tmp/none.txt" --out "$tmp/x"
 expect "$quantize" 1 "needs a tokenizer" -- --model "$model" --calib "$tmp/calib.txt" --out "$tmp/x"
 expect "$quantize" 2 "unknown" -- --model "$model" --tokenizer "$tok" --method awq --out "$tmp/x"

@@ -40,7 +40,7 @@ static void usage(FILE *out) {
             "  --nsamples N        windows (default 128)\n"
             "  --seqlen L          tokens per window (default 512, at most the model's context)\n"
             "  --propagate fp|quant|asym  calibrate layer l+1 on the FP model's hidden states\n"
-            "                      or on the quantized layers' outputs (default quant); asym:\n"
+            "                      or on the quantized layers' outputs; asym (default):\n"
             "                      quantized inputs, FP model's outputs as the target, a layer's\n"
             "                      linear groups in order (docs/QUANTIZE.md)\n"
             "  --asym-alpha A      with asym: the share of the fitted correction applied,\n"
@@ -99,7 +99,7 @@ static void on_progress(void *ctx, int done, int total, const char *name, double
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *out_dir = NULL, *calib = NULL;
     const char *lattice_dir = LQ_DEFAULT_LATTICE_DIR, *config = "24/10", *method_name = "liftquant";
-    const char *encoder_name = "exact", *propagate = "quant";
+    const char *encoder_name = "exact", *propagate = "asym";
     long nsamples = 128, seqlen = 512, seed = 42, steps = 100, bits = 0, group = 128;
     long block_steps = 0;
     int ldlq = 1, a1 = 1, act_order = 1, train_bits = 0;
