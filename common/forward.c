@@ -139,7 +139,9 @@ void lq_session_reset(lq_session *s) { s->pos = 0; }
 int lq_session_position(const lq_session *s) { return s->pos; }
 
 /* ---- building blocks ---------------------------------------------------------------------- */
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+/* (model.h) The scale in double, the product in float; block_grad.c's backward relies on this
+ * exact rounding to match the runtime. */
+void lq_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
     for (int j = 0; j < n; j++) ss += (double)x[j] * x[j];
     float scale = (float)(1.0 / sqrt(ss / n + eps));
@@ -246,7 +248,7 @@ static lq_status layer_chunk(lq_session *s, int l, int n, int pos0, const lq_lay
     const lq_layer *L = &m->layers[l];
     lq_status st;
     for (int i = 0; i < n; i++)
-        rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->attn_norm, dim, c->norm_eps);
+        lq_rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->attn_norm, dim, c->norm_eps);
     if (hook && hook->fn(hook->ctx, l, LQ_TAP_ATTN_IN, s->xb, n, dim)) return LQ_OK;
     if ((st = linear(&L->wq, s->xb, n, s->q, "wq", l)) != LQ_OK) return st;
     if ((st = linear(&L->wk, s->xb, n, s->k, "wk", l)) != LQ_OK) return st;
@@ -257,12 +259,12 @@ static lq_status layer_chunk(lq_session *s, int l, int n, int pos0, const lq_lay
         float *qi = s->q + (size_t)i * q_dim, *ki = s->k + (size_t)i * kv_dim;
         for (int h = 0; h < c->n_heads; h++) {
             float *qh = qi + (size_t)h * hd;
-            if (L->q_norm) rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps);
+            if (L->q_norm) lq_rmsnorm(qh, qh, L->q_norm, hd, c->norm_eps);
             rope_head(s, qh, pos0 + i);
         }
         for (int h = 0; h < c->n_kv_heads; h++) {
             float *kh = ki + (size_t)h * hd;
-            if (L->k_norm) rmsnorm(kh, kh, L->k_norm, hd, c->norm_eps);
+            if (L->k_norm) lq_rmsnorm(kh, kh, L->k_norm, hd, c->norm_eps);
             rope_head(s, kh, pos0 + i);
         }
         /* transposed cache: element j of the row goes to [j][position] */
@@ -278,7 +280,7 @@ static lq_status layer_chunk(lq_session *s, int l, int n, int pos0, const lq_lay
     for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb[j];
 
     for (int i = 0; i < n; i++)
-        rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->ffn_norm, dim, c->norm_eps);
+        lq_rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->ffn_norm, dim, c->norm_eps);
     if (hook && hook->fn(hook->ctx, l, LQ_TAP_MLP_IN, s->xb, n, dim)) return LQ_OK;
     if ((st = linear(&L->w_gate, s->xb, n, s->hb, "w_gate", l)) != LQ_OK) return st;
     if ((st = linear(&L->w_up, s->xb, n, s->hb2, "w_up", l)) != LQ_OK) return st;
@@ -315,7 +317,7 @@ static lq_status run_chunk(lq_session *s, const int *tokens, int n) {
     for (int l = 0; l < c->n_layers; l++)
         if ((st = layer_chunk(s, l, n, s->pos, NULL)) != LQ_OK) return st;
     for (int i = 0; i < n; i++)
-        rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, m->final_norm, dim, c->norm_eps);
+        lq_rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, m->final_norm, dim, c->norm_eps);
     return LQ_OK;
 }
 

@@ -113,6 +113,9 @@ lq_status lq_forward(lq_session *s, const int *tokens, int ntok, float *logits, 
  * that angle, computed in double and stored as float; code that mirrors the forward pass (the
  * block reconstruction's backward, worker/lq_block.h) builds the same tables from this. */
 void lq_rope_inv_freq(const lq_model_config *c, double *inv_freq);
+/* out = w ⊙ x / sqrt(mean(x²) + eps) over n values (out may be x): the forward pass's RMSNorm,
+ * shared with the block reconstruction so both round alike. */
+void lq_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 
 /* ---- layer by layer (calibration) ----------------------------------------------------------
  * The quantizer runs one decoder layer at a time over whole calibration sequences: embed the

@@ -2,13 +2,13 @@
  *
  * Forward, over T rows at positions 0 … T−1 (D = dim, Q = n_heads·hd, K = n_kv_heads·hd,
  * H = hidden_dim; shapes in comments are rows × columns, row-major):
- *     xn1 = rmsnorm(x; attn_norm)                       T × D
+ *     xn1 = lq_rmsnorm(x; attn_norm)                       T × D
  *     qr = xn1·Wqᵀ (+bq), kr = xn1·Wkᵀ (+bk), v = xn1·Wvᵀ (+bv)
  *     q = rope(qnorm(qr)), k = rope(knorm(kr))          per head of hd
  *     P_h = causal_softmax(s · q_h·k_gᵀ)                T × T, g = h / (n_heads/n_kv_heads)
  *     att_h = P_h·v_g                                   T × hd, heads side by side: T × Q
  *     h1 = x + att·Woᵀ (+bo)                            T × D
- *     xn2 = rmsnorm(h1; ffn_norm)
+ *     xn2 = lq_rmsnorm(h1; ffn_norm)
  *     g = xn2·Wgᵀ, u = xn2·Wuᵀ, a = silu(g)⊙u           T × H
  *     y = h1 + a·Wdᵀ                                    T × D
  * and loss = λ·Σ(y − target)². The backward runs the same steps in reverse with dY = 2λ(y − t):
@@ -50,14 +50,6 @@ struct lq_block_grad {
 };
 
 /* ---- building blocks ---------------------------------------------------------------------- */
-
-/* forward.c's rmsnorm, the same rounding: the scale in double, the product in float */
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    double ss = 0.0;
-    for (int j = 0; j < n; j++) ss += (double)x[j] * x[j];
-    float scale = (float)(1.0 / sqrt(ss / n + eps));
-    for (int j = 0; j < n; j++) out[j] = w[j] * (scale * x[j]);
-}
 
 /* Backward of out = w ⊙ x·r, r = (mean(x²) + eps)^(−1/2): with gy = dy ⊙ w,
  * dx = r·gy − (r³/n)·x·Σ(gy ⊙ x). dx may alias dy (each dy[j] is read before dx[j] is
@@ -324,20 +316,20 @@ lq_status lq_block_loss_grad(lq_block_grad *b, const lq_model_config *c, const l
 
     /* ---- forward ---- */
     for (int i = 0; i < T; i++)
-        rmsnorm(b->xn1 + (size_t)i * D, x + (size_t)i * D, L->attn_norm, D, eps);
+        lq_rmsnorm(b->xn1 + (size_t)i * D, x + (size_t)i * D, L->attn_norm, D, eps);
     linear(b->xn1, T, D, Q, Wq, bs[0], b->qr);
     linear(b->xn1, T, D, K, Wk, bs[1], b->kr);
     linear(b->xn1, T, D, K, Wv, bs[2], b->v);
     for (int i = 0; i < T; i++) {
         for (int h = 0; h < c->n_heads; h++) {
             size_t o = (size_t)i * Q + (size_t)h * hd;
-            if (L->q_norm) rmsnorm(b->q + o, b->qr + o, L->q_norm, hd, eps);
+            if (L->q_norm) lq_rmsnorm(b->q + o, b->qr + o, L->q_norm, hd, eps);
             else memcpy(b->q + o, b->qr + o, (size_t)hd * sizeof(float));
             rope_head(b, b->q + o, i, 1.0f);
         }
         for (int h = 0; h < c->n_kv_heads; h++) {
             size_t o = (size_t)i * K + (size_t)h * hd;
-            if (L->k_norm) rmsnorm(b->k + o, b->kr + o, L->k_norm, hd, eps);
+            if (L->k_norm) lq_rmsnorm(b->k + o, b->kr + o, L->k_norm, hd, eps);
             else memcpy(b->k + o, b->kr + o, (size_t)hd * sizeof(float));
             rope_head(b, b->k + o, i, 1.0f);
         }
@@ -347,7 +339,7 @@ lq_status lq_block_loss_grad(lq_block_grad *b, const lq_model_config *c, const l
     linear(b->att, T, Q, D, Wo, bs[3], b->h1);
     for (size_t j = 0; j < TD; j++) b->h1[j] += x[j];
     for (int i = 0; i < T; i++)
-        rmsnorm(b->xn2 + (size_t)i * D, b->h1 + (size_t)i * D, L->ffn_norm, D, eps);
+        lq_rmsnorm(b->xn2 + (size_t)i * D, b->h1 + (size_t)i * D, L->ffn_norm, D, eps);
     linear(b->xn2, T, D, H, Wg, bs[4], b->g);
     linear(b->xn2, T, D, H, Wu, bs[5], b->u);
     for (size_t j = 0; j < TH; j++) {
