@@ -311,12 +311,30 @@ static void test_errors(void **state) {
     lq_model_free(m);
 }
 
+/* lq_quantize_model refuses block steps it cannot run, before touching the model. */
+static void test_quantize_model_refuses_block_steps(void **state) {
+    (void)state;
+    lq_model_config c = small_config();
+    lq_model *m = random_model(&c, 41, NORM_SPREAD);
+    int tokens[16] = {0};
+    lq_quantize_options o;
+    memset(&o, 0, sizeof o);
+    lq_lift_options_default(&o.lift);
+    o.method = LQ_METHOD_GPTQ, o.bits = 3, o.group = 8, o.block_steps = 4;
+    expect_error(lq_quantize_model(m, tokens, 2, 8, &o, NULL), LQ_ERR_ARG, "LiftQuant only");
+    o.method = LQ_METHOD_LIFTQUANT, o.block_steps = -1;
+    expect_error(lq_quantize_model(m, tokens, 2, 8, &o, NULL), LQ_ERR_ARG, "-1 per-block");
+    assert_non_null(m->layers[0].wq.weight); /* still FP */
+    lq_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_matches_layer_forward),
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_partial_grads),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_quantize_model_refuses_block_steps),
     };
     return cmocka_run_group_tests(tests, create_temp_dir, remove_temp_dir);
 }
