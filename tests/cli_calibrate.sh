@@ -19,13 +19,14 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 source "$(dirname "$0")/cli_lib.sh"
 mpi_test_env
+export LQ_TEST_TIMEOUT_LOG="$tmp/timeouts.log"
 
 tail -c +100001 "$text" > "$tmp/calib.txt"
 head -c 20000 "$text" > "$tmp/eval.txt"
 common=(--model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" --nsamples 8 --seqlen 128
         --steps 10 --configs 16/8,24/10,24/8 --ctx 256)
 
-mpi() { local n="$1"; shift; mpirun --oversubscribe -n "$n" "$@"; }
+mpi() { mpi_timed "$@"; }
 cal() { mpi "$@"; }
 run1() { mpi 1 "$calibrate" "$@"; }
 same_dir() { for f in config.json model.safetensors tokenizer.liftquant.json; do
@@ -166,4 +167,5 @@ cal 1 "$calibrate" "${common[@]}" --configs 24/10 --target-bits 16 --db "$tmp/s1
 cmp -s "$tmp/u24/model.safetensors" "$tmp/q24/model.safetensors" ||
     fail "lq-calibrate with one config differs from lq-quantize --propagate fp"
 
+[ -s "$tmp/timeouts.log" ] && fail "steps over the time limit: $(cat "$tmp/timeouts.log")"
 finish cli_calibrate

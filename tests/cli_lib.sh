@@ -38,3 +38,19 @@ mpi_test_env() {
     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
     export LSAN_OPTIONS="suppressions=$here/lsan_mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 }
+
+# `mpi_timed N CMD ARGS...`: mpirun --oversubscribe -n N under a time limit (LQ_TEST_MPI_TIMEOUT
+# seconds, default 300; one step takes seconds when the machine is idle). A hung or starved
+# step then fails by itself, with a line on stderr naming the command and the script line that
+# ran it, where it once only let ctest kill the whole test at its limit with no output at all.
+mpi_timed() {
+    local n="$1"; shift
+    local limit="${LQ_TEST_MPI_TIMEOUT:-300}" status
+    timeout -k 15 "$limit" mpirun --oversubscribe -n "$n" "$@"
+    status=$?
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        echo "TIMEOUT: 'mpirun -n $n $(basename "$1") ${*:2:4} ...' (script line ${BASH_LINENO[*]}) ran over $limit s and was killed" >&2
+        echo "TIMEOUT: mpirun -n $n $(basename "$1"), script line ${BASH_LINENO[*]}, over $limit s" >>"${LQ_TEST_TIMEOUT_LOG:-/dev/null}"
+    fi
+    return "$status"
+}

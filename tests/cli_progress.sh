@@ -19,6 +19,7 @@ tmp="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 source "$(dirname "$0")/cli_lib.sh"
 mpi_test_env
+export LQ_TEST_TIMEOUT_LOG="$tmp/timeouts.log"
 
 tail -c +100001 "$text" > "$tmp/calib.txt"
 common=(--model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" --nsamples 4 --seqlen 64
@@ -84,7 +85,7 @@ EOF
 ep="ipc://$tmp/progress.sock"
 "$watch" --json --timeout 120 "$ep" > "$tmp/w1.jsonl" 2>"$tmp/w1.err" &
 watcher=$!
-mpirun --oversubscribe -n 2 "$calibrate" "${common[@]}" --target-bits 4 --db "$tmp/s/store.db" \
+mpi_timed 2 "$calibrate" "${common[@]}" --target-bits 4 --db "$tmp/s/store.db" \
     --out "$tmp/o1" --progress "$ep" >"$tmp/c1.out" 2>"$tmp/c1.err" || fail "job 1: $(tail -5 "$tmp/c1.err")"
 wait "$watcher"; rc=$?
 [ "$rc" -eq 0 ] || fail "lq-watch should exit 0 after done, got $rc: $(cat "$tmp/w1.err")"
@@ -99,7 +100,7 @@ grep -q "^lq-calibrate: done: $tmp/o1 (model.safetensors" "$tmp/c1.err" || fail 
 port=$((20000 + RANDOM % 20000))
 "$watch" --timeout 120 "tcp://127.0.0.1:$port" > "$tmp/w2.txt" 2>"$tmp/w2.err" &
 watcher=$!
-mpirun --oversubscribe -n 2 "$calibrate" "${common[@]}" --target-bits 3.5 --db "$tmp/s/store.db" \
+mpi_timed 2 "$calibrate" "${common[@]}" --target-bits 3.5 --db "$tmp/s/store.db" \
     --out "$tmp/o2" --progress "tcp://127.0.0.1:$port" >"$tmp/c2.out" 2>"$tmp/c2.err" ||
     fail "job 2: $(tail -5 "$tmp/c2.err")"
 wait "$watcher" || fail "lq-watch after job 2: $(cat "$tmp/w2.err")"
@@ -109,7 +110,7 @@ grep -q "every result is measured already" "$tmp/c2.err" || fail "job 2 measured
 # ---- a failing job: an infeasible budget ends with a "failed" event and lq-watch exits 1 ----
 "$watch" --json --timeout 120 "$ep" > "$tmp/w3.jsonl" 2>"$tmp/w3.err" &
 watcher=$!
-mpirun --oversubscribe -n 2 "$calibrate" "${common[@]}" --budget 1KiB --db "$tmp/s/store.db" \
+mpi_timed 2 "$calibrate" "${common[@]}" --budget 1KiB --db "$tmp/s/store.db" \
     --out "$tmp/o3" --progress "$ep" >/dev/null 2>"$tmp/c3.err" && fail "an infeasible budget succeeded"
 wait "$watcher"; rc=$?
 [ "$rc" -eq 1 ] || fail "lq-watch should exit 1 after failed, got $rc"
@@ -125,7 +126,7 @@ script -qec "'$calibrate' ${common[*]} --configs 24/10 --seed 7 --target-bits 4 
 grep -q $'\r''lq-calibrate: \[#*\.*\] [0-9]*/35 results' "$tmp/tty.txt" || fail "no bar on a terminal"
 grep -q '\[##############################\] 35/35 results (100%)' "$tmp/tty.txt" || fail "the bar does not end full"
 grep -q '^lq-calibrate: \[[0-9]*/35\]' "$tmp/tty.txt" && fail "a terminal got log lines instead of the bar"
-mpirun --oversubscribe -n 2 "$calibrate" "${common[@]}" --configs 24/10 --seed 8 --target-bits 4 \
+mpi_timed 2 "$calibrate" "${common[@]}" --configs 24/10 --seed 8 --target-bits 4 \
     --db "$tmp/s/store.db" --out "$tmp/o6" --bar on > /dev/null 2>"$tmp/bar.txt" || fail "--bar on: $(tail -3 "$tmp/bar.txt")"
 grep -q '\[##############################\] 35/35 results (100%)' "$tmp/bar.txt" || fail "--bar on under mpirun"
 expect "$calibrate" 2 "--bar sometimes: expected auto, on or off" -- "${common[@]}" --target-bits 4 --out "$tmp/x" --bar sometimes
@@ -140,7 +141,7 @@ port=$((20000 + RANDOM % 20000))
 python3 -c "import socket,time,sys; s=socket.socket(); s.bind(('127.0.0.1',$port)); s.listen(); time.sleep(60)" &
 holder=$!
 sleep 0.5
-mpirun --oversubscribe -n 1 "$calibrate" "${common[@]}" --target-bits 4 --db "$tmp/s/store.db" \
+mpi_timed 1 "$calibrate" "${common[@]}" --target-bits 4 --db "$tmp/s/store.db" \
     --out "$tmp/o5" --progress "tcp://127.0.0.1:$port" >/dev/null 2>"$tmp/c5.err" && fail "a port in use was accepted"
 grep -q -- "--progress tcp://127.0.0.1:$port: Address already in use" "$tmp/c5.err" || fail "port in use: $(cat "$tmp/c5.err")"
 [ -e "$tmp/o5" ] && fail "OUT written although progress could not start"
@@ -154,4 +155,5 @@ expect "$watch" 2 "expected tcp://HOST:PORT or ipc://PATH" -- "http://x"
 expect "$watch" 2 "--timeout: 'abc' is not a number" -- --timeout abc "$ep"
 expect "$watch" 3 "no event from ipc://$tmp/none.sock in 1 s" -- --timeout 1 "ipc://$tmp/none.sock"
 
+[ -s "$tmp/timeouts.log" ] && fail "steps over the time limit: $(cat "$tmp/timeouts.log")"
 finish cli_progress
