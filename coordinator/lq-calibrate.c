@@ -497,8 +497,25 @@ static lq_status store_result(coordinator *co, const result_message *msg) {
     return LQ_OK;
 }
 
-static lq_status receive_results(coordinator *co, int n_workers) {
+/* After the first failure, how long rank 0 keeps listening for the other workers' last word
+ * before it aborts the job (see receive_results). */
+#define FAILURE_GRACE_S 10.0
+
+/* Rank 0's side of the measuring: results go into the store until every worker has said DONE
+ * or ERROR. The first failure (a worker's, or the store's) is the job's; rank 0 then listens
+ * for up to FAILURE_GRACE_S more seconds, discarding results, and *all_reported says whether
+ * every worker had its say by then. Why not abort at once: only MPI_Abort frees a worker stuck
+ * on a dead peer, but Debian 12's Open MPI 4.1.4 (external PMIx) now and then deadlocks or
+ * segfaults in mpirun's own teardown after an abort (PMIx_server_finalize: exit 139, or a hang
+ * with every rank already gone), which turns a clear error into a hung batch job. Errors every
+ * worker meets at the start (no GPU for --transport nccl, a model they cannot read) then end
+ * with MPI_Finalize like a finished job; only a worker that stays silent costs an abort. */
+static lq_status receive_results(coordinator *co, int n_workers, int *all_reported) {
     int finished = 0;
+    lq_status failure = LQ_OK;
+    char failure_text[2200] = "";
+    double failed_at = 0.0;
+    *all_reported = 0;
     while (finished < n_workers) {
         MPI_Status status;
         /* Open MPI's blocking probe spins a core; rank 0 waits for hours between results, on
@@ -507,16 +524,18 @@ static lq_status receive_results(coordinator *co, int n_workers) {
         for (;;) {
             MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &status);
             if (flag) break;
+            if (failure && lq_seconds() - failed_at > FAILURE_GRACE_S)
+                return lq_fail(failure, "%s", failure_text);
             struct timespec pause = {0, 20 * 1000 * 1000};
             nanosleep(&pause, NULL);
             lq_progress_tick(co->progress);
         }
+        lq_status st = LQ_OK;
         if (status.MPI_TAG == TAG_RESULT) {
             result_message msg;
             MPI_Recv(&msg, sizeof msg, MPI_BYTE, status.MPI_SOURCE, TAG_RESULT, MPI_COMM_WORLD,
                      MPI_STATUS_IGNORE);
-            lq_status st = store_result(co, &msg);
-            if (st) return st;
+            if (!failure) st = store_result(co, &msg);
         } else if (status.MPI_TAG == TAG_DONE) {
             MPI_Recv(NULL, 0, MPI_BYTE, status.MPI_SOURCE, TAG_DONE, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
             finished++;
@@ -525,13 +544,21 @@ static lq_status receive_results(coordinator *co, int n_workers) {
             MPI_Recv(text, sizeof text, MPI_CHAR, status.MPI_SOURCE, TAG_ERROR, MPI_COMM_WORLD,
                      MPI_STATUS_IGNORE);
             text[sizeof text - 1] = '\0';
-            return lq_fail(LQ_ERR_INTERNAL, "rank %d: %s", status.MPI_SOURCE, text);
+            finished++;
+            if (!failure) st = lq_fail(LQ_ERR_INTERNAL, "rank %d: %s", status.MPI_SOURCE, text);
         } else {
+            /* a broken protocol: nothing the other workers say can be trusted any more */
             return lq_fail(LQ_ERR_INTERNAL, "unexpected message tag %d from rank %d",
                            status.MPI_TAG, status.MPI_SOURCE);
         }
+        if (st) {
+            failure = st;
+            snprintf(failure_text, sizeof failure_text, "%s", lq_last_error());
+            failed_at = lq_seconds();
+        }
     }
-    return LQ_OK;
+    *all_reported = 1;
+    return failure ? lq_fail(failure, "%s", failure_text) : LQ_OK;
 }
 
 /* ---- workers ------------------------------------------------------------------------------------ */
@@ -998,12 +1025,13 @@ int main(int argc, char **argv) {
             co.t_start = lq_seconds();
         }
         /* the workers: rank 0 alone with -n 1, else ranks 1..N-1 in rank order */
+        int all_reported = 1;   /* with -n 1, rank 0 is the only worker */
         MPI_Comm workers = MPI_COMM_NULL;
         MPI_Comm_split(MPI_COMM_WORLD, g_size == 1 || g_rank > 0 ? 0 : MPI_UNDEFINED, g_rank, &workers);
         if (g_size == 1) {
             st = run_worker(&o, &ls, &plan, done, workers, &co);
         } else if (g_rank == 0) {
-            st = receive_results(&co, n_workers);
+            st = receive_results(&co, n_workers, &all_reported);
         } else {
             st = run_worker(&o, &ls, &plan, done, workers, NULL);
             if (st) {
@@ -1016,10 +1044,14 @@ int main(int argc, char **argv) {
         }
         if (workers != MPI_COMM_NULL) MPI_Comm_free(&workers);
         if (g_rank == 0 && st) {
-            /* a worker's failure (or the store's) ends the job; rerunning resumes */
+            /* a worker's failure (or the store's) ends the job; rerunning resumes. A worker
+             * that did not report may be blocked on a dead peer, and only an abort frees it. */
             fail_job(&co);
-            lq_progress_close(co.progress);
-            MPI_Abort(MPI_COMM_WORLD, 1);
+            if (!all_reported) {
+                lq_progress_close(co.progress);
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            }
+            rc = 1;
         }
     }
     if (!rc && g_rank == 0) {
