@@ -23,22 +23,19 @@ LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "f
 
 
 def gguf_linear_bits(path):
-    """(bits per weight of the decoder linears, their bytes, type counts, embedding type)."""
+    """(bits per weight of the decoder linears, their bytes, "TYPE ×count, ..." of them)."""
     reader = GGUFReader(path)
     bits = weights = 0
     kinds = {}
-    embedding = "?"
     for t in reader.tensors:
         parts = t.name.split(".")
-        if t.name == "token_embd.weight":
-            embedding = t.tensor_type.name
         if len(parts) == 4 and parts[0] == "blk" and parts[2] in LINEARS:
             bits += int(t.n_bytes) * 8
             weights += int(t.n_elements)
             kinds[t.tensor_type.name] = kinds.get(t.tensor_type.name, 0) + 1
     if weights == 0:
         raise SystemExit(f"peer: {path}: no decoder-layer linear tensors found")
-    return bits / weights, bits // 8, kinds, embedding
+    return bits / weights, bits // 8, ", ".join(f"{k} ×{v}" for k, v in sorted(kinds.items()))
 
 
 def llamacpp_perplexity(path, tokens, ctx, max_windows, threads):
@@ -98,15 +95,15 @@ def main():
     print("| runtime | model | decoder-linear bits/weight | decoder-linear bytes | linear types | file bytes "
           "| PPL | vs its runtime's FP |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| llama.cpp | FP (source Q4_1) | {gguf_linear_bits(a.source)[0]:.3f} | {gguf_linear_bits(a.source)[1]:,} "
-          f"| Q4_1 | {os.path.getsize(a.source):,} | {cpp_fp:.4f} | 1 |")
+    bpw, nbytes, kinds = gguf_linear_bits(a.source)
+    print(f"| llama.cpp | FP (source) | {bpw:.3f} | {nbytes:,} | {kinds} | {os.path.getsize(a.source):,} "
+          f"| {cpp_fp:.4f} | 1 |")
     print(f"| liftquant | FP (f32) | 32 | — | — | — | {lq_fp['ppl']:.4f} | 1 |", flush=True)
     for path in a.gguf:
-        bpw, nbytes, kinds, _ = gguf_linear_bits(path)
+        bpw, nbytes, kinds = gguf_linear_bits(path)
         ppl, _, _ = llamacpp_perplexity(path, tokens, a.ctx, a.max_windows, a.threads)
-        kinds_text = ", ".join(f"{k} ×{v}" for k, v in sorted(kinds.items()))
         name = os.path.basename(path).removesuffix(".gguf")
-        print(f"| llama.cpp | {name} | {bpw:.3f} | {nbytes:,} | {kinds_text} | {os.path.getsize(path):,} "
+        print(f"| llama.cpp | {name} | {bpw:.3f} | {nbytes:,} | {kinds} | {os.path.getsize(path):,} "
               f"| {ppl:.4f} | {ppl / cpp_fp:.3f} |", flush=True)
     for d in a.lq_dirs:
         totals = lq_json(a.lq_build, "lq-inspect", [d])["totals"]

@@ -8,8 +8,9 @@
 #
 # BUILD_DIR is liftquant's build (lq-eval, lq-inspect); each LQ_DIR, a directory lq-quantize
 # wrote, is evaluated in the same run. Environment: TYPES (llama.cpp quantization types,
-# default below), MODES (imatrix, plain or both; default "imatrix plain"), MAX_WINDOWS (eval windows of 512 tokens, default 40), CHUNKS (imatrix
-# windows of 512 tokens of wiki.valid.raw, default 64: lq-quantize's calibration size in
+# default below), MODES (imatrix, plain or both; default "imatrix plain"), MAX_WINDOWS (eval
+# windows of 512 tokens, default 40), CHUNKS (imatrix windows of 512 tokens of
+# wiki.valid.raw, default 64: lq-quantize's calibration size in
 # docs/BENCHMARKS.md §3), PEER_DIR (where llama.cpp is built and the files go; default
 # build-peer/, git-ignored). Threads: 2 for both runtimes.
 #
@@ -41,8 +42,8 @@ fi
 if [ ! -x "$cpp/bin/llama-quantize" ] || [ ! -x "$cpp/bin/llama-imatrix" ]; then
     echo "peer: building llama.cpp (shared libraries, llama-quantize, llama-imatrix)" >&2
     cmake -S "$src/vendor/llama.cpp" -B "$cpp" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
-        -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-        -DLLAMA_BUILD_SERVER=OFF > "$peer/cmake.log"
+        -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF > "$peer/cmake.log"
     cmake --build "$cpp" -j "$(nproc)" --target llama llama-quantize llama-imatrix > "$peer/build.log"
 fi
 if [ ! -x "$peer/venv/bin/python" ]; then

@@ -26,9 +26,8 @@ head -c 20000 "$text" > "$tmp/eval.txt"
 common=(--model "$model" --tokenizer "$tok" --calib "$tmp/calib.txt" --nsamples 8 --seqlen 128
         --steps 10 --configs 16/8,24/10,24/8 --ctx 256)
 
-mpi() { mpi_timed "$@"; }
-cal() { mpi "$@"; }
-run1() { mpi 1 "$calibrate" "$@"; }
+cal() { mpi_timed "$@"; }
+run1() { mpi_timed 1 "$calibrate" "$@"; }
 same_dir() { for f in config.json model.safetensors tokenizer.liftquant.json; do
     cmp -s "$1/$f" "$2/$f" || { fail "$3: $f differs between $1 and $2"; return; }; done; }
 measured() { grep -o '[0-9]* results to measure' "$1" | cut -d' ' -f1; }
@@ -72,7 +71,7 @@ theirs="$("$eval_tool" ppl --model "$tmp/b1" --text "$tmp/eval.txt" --ctx 256 2>
 expect run1 1 "--eval-text $tmp/nope.txt" -- "${common[@]}" --budget "$budget" --db "$tmp/s1/store.db" --out "$tmp/b1" --eval-text "$tmp/nope.txt"
 [ $(( $(fbytes "$tmp/b1") + kv )) -le "$budget" ] || fail "output over its budget $budget"
 # an infeasible budget names the smallest feasible one, and that one works
-mpi 1 "$calibrate" "${common[@]}" --budget 100KiB --db "$tmp/s1/store.db" --out "$tmp/x" \
+mpi_timed 1 "$calibrate" "${common[@]}" --budget 100KiB --db "$tmp/s1/store.db" --out "$tmp/x" \
     >/dev/null 2>"$tmp/inf.err" && fail "--budget 100KiB succeeded"
 grep -q "smallest feasible budget is" "$tmp/inf.err" || fail "infeasible: $(cat "$tmp/inf.err")"
 [ -e "$tmp/x" ] && fail "an infeasible budget left an output"
@@ -109,7 +108,7 @@ expect run1 1 "--calib $tmp/nope.txt" -- "${common[@]}" --calib "$tmp/nope.txt" 
 expect run1 1 "--target-bits 1 is infeasible: the smallest feasible is" -- "${common[@]}" --target-bits 1 --db "$tmp/s1/store.db" --out "$tmp/x"
 expect run1 2 "--transport tcp: expected mpi or nccl" -- "${common[@]}" --transport tcp --target-bits 3 --out "$tmp/x"
 # NCCL needs GPUs: without them (or without CUDA in the build) it is a clear error, not a hang
-run3() { mpi 3 "$calibrate" "$@"; }
+run3() { mpi_timed 3 "$calibrate" "$@"; }
 expect run3 1 "--transport nccl" -- "${common[@]}" --transport nccl --target-bits 4 --db "$tmp/sn/store.db" --out "$tmp/x"
 expect run1 1 "kv-dtype" -- "${common[@]}" --kv-dtype f12 --budget 1GiB --db "$tmp/s1/store.db" --out "$tmp/x"
 "$calibrate" --help | grep -q -- "--budget SIZE" || fail "--help"
@@ -122,7 +121,7 @@ expect run1 1 "truncated.bin" -- --model "$tmp/truncated.bin" --tokenizer "$tok"
     --target-bits 3 --db "$tmp/s9/store.db" --out "$tmp/x"
 
 # ---- interrupted, then resumed: the same bytes ----------------------------------------------
-LQ_CALIBRATE_STOP_AFTER=40 mpi 2 "$calibrate" "${common[@]}" --target-bits 4 --db "$tmp/sr/store.db" \
+LQ_CALIBRATE_STOP_AFTER=40 mpi_timed 2 "$calibrate" "${common[@]}" --target-bits 4 --db "$tmp/sr/store.db" \
     --out "$tmp/r" >/dev/null 2>"$tmp/r1.err" && fail "the stop hook did not stop the run"
 [ -e "$tmp/r" ] && fail "an interrupted run left an output"
 cal 4 "$calibrate" "${common[@]}" --target-bits 4 --db "$tmp/sr/store.db" --out "$tmp/r" \
