@@ -67,30 +67,7 @@ static uint32_t shift_right_round_even(uint32_t value, unsigned shift) {
 
 /* ---- binary16 -------------------------------------------------------------------------- */
 /* binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits. */
-float lq_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exponent = (h >> 10) & 0x1fu;
-    uint32_t mantissa = h & 0x3ffu;
-
-    if (exponent == 0x1fu) {
-        if (mantissa == 0) return bits_float(sign | F32_EXP_MASK);
-        /* keep the payload, force the quiet bit so a signalling NaN never escapes */
-        return bits_float(sign | F32_EXP_MASK | F32_QUIET_BIT | (mantissa << 13));
-    }
-    if (exponent == 0) {
-        if (mantissa == 0) return bits_float(sign);
-        /* Subnormal: value = mantissa * 2^-24. Every one is a normal f32; shift the leading
-         * one up to the implicit-bit position, lowering the exponent once per shift. */
-        int32_t unbiased = -14;
-        while ((mantissa & 0x400u) == 0) {
-            mantissa <<= 1;
-            unbiased--;
-        }
-        mantissa &= 0x3ffu;
-        return bits_float(sign | ((uint32_t)(unbiased + 127) << 23) | (mantissa << 13));
-    }
-    return bits_float(sign | ((exponent - 15u + 127u) << 23) | (mantissa << 13));
-}
+/* lq_f16_to_f32 lives in kernels/half.c (lq_base.h): the f16 GEMM widens with it. */
 
 uint16_t lq_f32_to_f16(float f) {
     uint32_t bits = float_bits(f);

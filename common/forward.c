@@ -167,23 +167,21 @@ static void rope_head(const lq_session *s, float *v, int pos) {
 
 static lq_status linear(const lq_linear *lin, const float *x, int n, float *y, const char *name,
                         int layer) {
-    if (lin->forward) {
-        lq_status st = lin->forward(lin, x, n, y);
-        if (st != LQ_OK) {
-            if (layer >= 0) return lq_fail_context(st, "layer %d %s", layer, name);
-            return lq_fail_context(st, "%s", name);
-        }
-        return LQ_OK;
+    const int in = lin->in_features, outf = lin->out_features;
+    lq_status st = LQ_OK;
+    if (lin->forward)   /* quantized: adds its own bias */
+        st = lin->forward(lin, x, n, y);
+    else if (lin->weight_f16)
+        st = lq_gemm_f16_nt(n, outf, in, x, in, lin->weight_f16, in, y, outf);
+    else if (lin->weight)
+        lq_gemm_f32_nt(n, outf, in, x, in, lin->weight, in, y, outf, 0);
+    else
+        st = lq_fail(LQ_ERR_INTERNAL, "has neither weights nor a forward");
+    if (st != LQ_OK) {
+        if (layer >= 0) return lq_fail_context(st, "layer %d %s", layer, name);
+        return lq_fail_context(st, "%s", name);
     }
-    if (!lin->weight) {
-        if (layer >= 0)
-            return lq_fail(LQ_ERR_INTERNAL, "layer %d %s has neither weights nor a forward", layer,
-                           name);
-        return lq_fail(LQ_ERR_INTERNAL, "%s has neither weights nor a forward", name);
-    }
-    int in = lin->in_features, outf = lin->out_features;
-    lq_gemm_f32_nt(n, outf, in, x, in, lin->weight, in, y, outf, 0);
-    if (lin->bias)
+    if (!lin->forward && lin->bias)
         for (int i = 0; i < n; i++)
             for (int j = 0; j < outf; j++) y[(size_t)i * outf + j] += lin->bias[j];
     return LQ_OK;
@@ -303,6 +301,15 @@ static lq_status check_tokens(const lq_session *s, const int *tokens, int n, int
     return LQ_OK;
 }
 
+/* The embedding row of one (checked) token, widened when the model keeps it in binary16. */
+static void embed_token(const lq_model *m, int token, float *dst) {
+    const size_t dim = (size_t)m->cfg.dim, row = (size_t)token * dim;
+    if (m->tok_embeddings_f16)
+        for (size_t j = 0; j < dim; j++) dst[j] = lq_f16_to_f32(m->tok_embeddings_f16[row + j]);
+    else
+        memcpy(dst, m->tok_embeddings + row, dim * sizeof(float));
+}
+
 /* One chunk of n tokens at positions pos0 … through every layer; leaves the final-normed
  * hidden states in s->xb. */
 static lq_status run_chunk(lq_session *s, const int *tokens, int n) {
@@ -311,9 +318,7 @@ static lq_status run_chunk(lq_session *s, const int *tokens, int n) {
     int dim = c->dim;
     lq_status st = check_tokens(s, tokens, n, s->pos);
     if (st != LQ_OK) return st;
-    for (int i = 0; i < n; i++)
-        memcpy(s->x + (size_t)i * dim, m->tok_embeddings + (size_t)tokens[i] * dim,
-               (size_t)dim * sizeof(float));
+    for (int i = 0; i < n; i++) embed_token(m, tokens[i], s->x + (size_t)i * dim);
     for (int l = 0; l < c->n_layers; l++)
         if ((st = layer_chunk(s, l, n, s->pos, NULL)) != LQ_OK) return st;
     for (int i = 0; i < n; i++)
@@ -325,9 +330,7 @@ lq_status lq_embed_tokens(lq_session *s, const int *tokens, int ntok, float *hid
     const lq_model *m = s->m;
     lq_status st = check_tokens(s, tokens, ntok, 0);
     if (st != LQ_OK) return st;
-    for (int i = 0; i < ntok; i++)
-        memcpy(hidden + (size_t)i * m->cfg.dim, m->tok_embeddings + (size_t)tokens[i] * m->cfg.dim,
-               (size_t)m->cfg.dim * sizeof(float));
+    for (int i = 0; i < ntok; i++) embed_token(m, tokens[i], hidden + (size_t)i * m->cfg.dim);
     return LQ_OK;
 }
 

@@ -32,8 +32,8 @@ const char *lq_dtype_name(lq_dtype t);               /* safetensors spelling: "F
 lq_status lq_dtype_from_name(const char *name, lq_dtype *out);
 
 /* IEEE binary16 and bfloat16 <-> binary32. Narrowing rounds to nearest, ties to even;
- * NaN stays NaN (quiet), ±Inf and overflow map to ±Inf, subnormals are exact both ways. */
-float lq_f16_to_f32(uint16_t h);
+ * NaN stays NaN (quiet), ±Inf and overflow map to ±Inf, subnormals are exact both ways.
+ * (lq_f16_to_f32, the widening, is kernels/lq_base.h's, re-exported here.) */
 uint16_t lq_f32_to_f16(float f);
 float lq_bf16_to_f32(uint16_t h);
 uint16_t lq_f32_to_bf16(float f);

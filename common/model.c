@@ -56,6 +56,11 @@ float *lq_model_alloc(lq_model *m, size_t count) {
     return p;
 }
 
+uint16_t *lq_model_alloc_f16(lq_model *m, size_t count) {
+    /* two halves to a float-sized slot: the blocks list holds one kind of pointer */
+    return (uint16_t *)(void *)lq_model_alloc(m, count / 2 + count % 2);
+}
+
 static void free_linear_impl(lq_linear *lin) {
     if (lin->impl && lin->free_impl) lin->free_impl(lin->impl);
     lin->impl = NULL;

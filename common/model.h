@@ -35,12 +35,14 @@ typedef struct {
 } lq_model_config;
 
 /* A linear layer y = W x (+ b) over ntok tokens: x is ntok × in, y is ntok × out.
- * Dense layers have weight set and forward NULL (the forward pass uses lq_gemm); quantized
- * layers set forward and impl. */
+ * Dense layers have weight (f32) or weight_f16 set and forward NULL (the forward pass uses
+ * lq_gemm_f32_nt / lq_gemm_f16_nt); quantized layers set forward and impl. */
 typedef struct lq_linear lq_linear;
 struct lq_linear {
     int in_features, out_features;
-    float *weight;          /* out × in, or NULL when forward is set */
+    float *weight;          /* out × in, or NULL when forward or weight_f16 is set */
+    const uint16_t *weight_f16; /* out × in in IEEE binary16: a liftquant directory's head,
+                               kept as the file stores it (half the bytes of f32) */
     float *bias;            /* out, or NULL */
     lq_status (*forward)(const lq_linear *self, const float *x, int ntok, float *y);
     void *impl;
@@ -57,10 +59,12 @@ typedef struct {
 
 typedef struct {
     lq_model_config cfg;
-    float *tok_embeddings;  /* vocab × dim */
+    float *tok_embeddings;  /* vocab × dim, or NULL when tok_embeddings_f16 holds them */
+    uint16_t *tok_embeddings_f16; /* vocab × dim in binary16 (liftquant directories), else NULL */
     lq_layer *layers;       /* n_layers */
     float *final_norm;      /* dim */
-    lq_linear lm_head;      /* vocab × dim; weight == tok_embeddings when tied */
+    lq_linear lm_head;      /* vocab × dim; weight == tok_embeddings (or weight_f16 ==
+                               tok_embeddings_f16) when tied */
     lq_tokenizer *tokenizer;/* NULL for a llama2.c checkpoint loaded without a tokenizer */
     char source[1024];      /* the path it was loaded from, for messages */
     char format[16];        /* "hf", "gguf", "llama2c" */
@@ -77,6 +81,7 @@ void lq_model_free(lq_model *m);
  * tensor allocated through lq_model_alloc so lq_model_free releases it. */
 lq_status lq_model_new(const lq_model_config *cfg, lq_model **out);
 float *lq_model_alloc(lq_model *m, size_t count);   /* count floats, zeroed; NULL on OOM */
+uint16_t *lq_model_alloc_f16(lq_model *m, size_t count); /* count binary16 values, the same way */
 /* Checks cfg for consistency (positive sizes, heads divide, head_dim even, …), naming the
  * field and the source. */
 lq_status lq_model_config_validate(const lq_model_config *cfg, const char *source);

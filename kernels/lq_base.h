@@ -44,6 +44,10 @@ double lq_seconds(void);
  * because that is the target machine and more oversubscribes shared runners. */
 int lq_default_threads(void);
 
+/* IEEE binary16 -> binary32, exact for every input (NaN stays NaN, made quiet; subnormals
+ * become normal f32). kernels/half.c; the narrowing and bf16 are common/'s. */
+float lq_f16_to_f32(uint16_t h);
+
 /* Deterministic RNG (xoshiro256**, splitmix64 seeding) with Gaussian draws. */
 typedef struct { uint64_t s[4]; int has_spare; double spare; } lq_rng;
 void lq_rng_seed(lq_rng *r, uint64_t seed);

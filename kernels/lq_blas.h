@@ -11,6 +11,23 @@ void lq_gemm_f32_nt(int m, int n, int k, const float *A, int lda, const float *B
                     float *C, int ldc, int accumulate);
 void lq_gemm_f32_nt_reference(int m, int n, int k, const float *A, int lda, const float *B,
                               int ldb, float *C, int ldc, int accumulate);
+/* The same product with B (out × in) held in IEEE binary16, as a liftquant directory stores
+ * the embeddings and the head: on a decode step (m = 1) the head is the largest read, and
+ * half the bytes is nearly half the time. Every element of B is widened exactly to f32, so
+ * the result is the f32 product of the f16 values. m ≤ LQ_GEMM_F16_DOT_ROWS: f32 dot products
+ * streaming B once (AVX2+F16C when the CPU has them and LQ_NO_SIMD is unset, else scalar);
+ * larger m: panels of B widened into an f32 buffer, then lq_gemm_f32_nt. LQ_ERR_NOMEM when
+ * that buffer cannot be had. */
+#define LQ_GEMM_F16_DOT_ROWS 4
+lq_status lq_gemm_f16_nt(int m, int n, int k, const float *A, int lda, const uint16_t *B,
+                         int ldb, float *C, int ldc);
+/* The scalar reference (double accumulation), and the dot path for any m with its instance
+ * forced, for the tests: simd 0 scalar, 1 AVX2+F16C (LQ_ERR_UNSUPPORTED on a CPU without). */
+void lq_gemm_f16_nt_reference(int m, int n, int k, const float *A, int lda, const uint16_t *B,
+                              int ldb, float *C, int ldc);
+lq_status lq_gemm_f16_nt_dot(int m, int n, int k, const float *A, int lda, const uint16_t *B,
+                             int ldb, float *C, int ldc, int simd);
+
 /* General row-major products for the quantizers (calibration math, not the forward pass):
  * C = alpha·op(A)·op(B) + beta·C, op(X) = Xᵀ when trans_X is set; op(A) is m×k, op(B) k×n.
  * Same threading rule as above. */

@@ -413,6 +413,53 @@ static void test_gemm_matches_reference(void **state) {
     }
 }
 
+/* The f16-weight product: both dot instances and the panel path against the reference, the
+ * two dot instances bit-identical (they sum in one order), the padding columns untouched. */
+static void test_gemm_f16_matches_reference(void **state) {
+    (void)state;
+    lq_rng r;
+    lq_rng_seed(&r, 6);
+    /* k: below 8, not a multiple of 8 or 32, SmolLM2's 576; m ≤ 4 takes the dot path, larger
+     * m the panels; 1 × 4096 × 576 is past the dot path's threading threshold */
+    int shapes[][3] = {{1, 37, 19}, {4, 7, 3}, {3, 65, 576}, {1, 4096, 576}, {5, 33, 257},
+                       {64, 172, 64}, {130, 1000, 40}, {2, 1, 1}};
+    const int simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                     __builtin_cpu_supports("f16c");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        int lda = k + 3, ldb = k + 1, ldc = n + 2;
+        size_t nc = (size_t)m * ldc;
+        float *A = malloc(sizeof(float) * (size_t)m * lda), *Bf = malloc(sizeof(float) * (size_t)n * ldb);
+        uint16_t *B = malloc(sizeof(uint16_t) * (size_t)n * ldb);
+        float *R = malloc(sizeof(float) * nc), *C[3];
+        for (int v = 0; v < 3; v++) C[v] = malloc(sizeof(float) * nc);
+        fill_normal(&r, A, (size_t)m * lda, 1.0, 0.0);
+        fill_normal(&r, Bf, (size_t)n * ldb, 0.1, 0.0);
+        for (size_t i = 0; i < (size_t)n * ldb; i++) B[i] = lq_f32_to_f16(Bf[i]);
+        B[0] = 0x0001;  /* the smallest subnormal, and a negative zero */
+        if ((size_t)n * ldb > 2) B[2] = 0x8000;
+        fill_normal(&r, R, nc, 1.0, 0.0);
+        for (int v = 0; v < 3; v++) memcpy(C[v], R, sizeof(float) * nc);
+        lq_gemm_f16_nt_reference(m, n, k, A, lda, B, ldb, R, ldc);
+        assert_int_equal(lq_gemm_f16_nt(m, n, k, A, lda, B, ldb, C[0], ldc), LQ_OK);
+        assert_int_equal(lq_gemm_f16_nt_dot(m, n, k, A, lda, B, ldb, C[1], ldc, 0), LQ_OK);
+        if (simd) assert_int_equal(lq_gemm_f16_nt_dot(m, n, k, A, lda, B, ldb, C[2], ldc, 1), LQ_OK);
+        else assert_int_equal(lq_gemm_f16_nt_dot(m, n, k, A, lda, B, ldb, C[2], ldc, 1),
+                              LQ_ERR_UNSUPPORTED);
+        for (int v = 0; v < (simd ? 3 : 2); v++)
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < ldc; j++) {
+                    float x = C[v][(size_t)i * ldc + j], y = R[(size_t)i * ldc + j];
+                    if (fabsf(x - y) > 1e-4f * (1.0f + fabsf(y)) * sqrtf((float)k))
+                        fail_msg("shape %dx%dx%d path %d: C[%d][%d] = %g, reference %g", m, n, k,
+                                 v, i, j, x, y);
+                }
+        if (simd) assert_memory_equal(C[1], C[2], sizeof(float) * nc);
+        free(A), free(Bf), free(B), free(R);
+        for (int v = 0; v < 3; v++) free(C[v]);
+    }
+}
+
 /* ---- tokenizers --------------------------------------------------------------------------- */
 static void expect_encoding(const lq_tokenizer *t, const char *text, int add_bos, const int *want,
                             size_t n_want) {
@@ -833,6 +880,7 @@ int main(void) {
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_config_validate),
         cmocka_unit_test(test_gemm_matches_reference),
+        cmocka_unit_test(test_gemm_f16_matches_reference),
         cmocka_unit_test(test_tok512_encoding),
         cmocka_unit_test(test_spm_spec_metaspace),
         cmocka_unit_test(test_gpt2_spec_tables),

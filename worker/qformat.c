@@ -269,6 +269,18 @@ static lq_status add_f16(saver *s, const char *name, const float *x, int64_t d0,
     return st;
 }
 
+/* The embeddings or the head as F16, from f32 or from a loaded directory's binary16 copy. */
+static lq_status add_vocab_table(saver *s, const char *name, const float *f32, const uint16_t *f16,
+                                 int64_t rows, int64_t cols) {
+    if (!f16) return add_f16(s, name, f32, rows, cols, NULL);
+    const size_t n = (size_t)rows * (size_t)cols;
+    for (size_t i = 0; i < n; i++)
+        if ((f16[i] & 0x7c00u) == 0x7c00u) /* all-ones exponent: Inf or NaN */
+            return lq_fail(LQ_ERR_NUMERIC, "%s: tensor '%s': element %zu is not finite", s->out,
+                           name, i);
+    return add_tensor(s, name, LQ_DTYPE_F16, rows, cols, f16);
+}
+
 static lq_status add_f32(saver *s, const char *name, const float *x, int64_t d0, int64_t d1) {
     size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
     for (size_t i = 0; i < n; i++)
@@ -369,9 +381,10 @@ static lq_status save_tensors(saver *s) {
     const lq_model *m = s->m;
     const lq_model_config *c = &m->cfg;
     lq_status st;
-    if (!m->tok_embeddings || !m->final_norm)
+    if (!(m->tok_embeddings || m->tok_embeddings_f16) || !m->final_norm)
         return lq_fail(LQ_ERR_ARG, "%s: the model has no embeddings or final norm", s->out);
-    if ((st = add_f16(s, "model.embed_tokens.weight", m->tok_embeddings, c->vocab_size, c->dim, NULL)))
+    if ((st = add_vocab_table(s, "model.embed_tokens.weight", m->tok_embeddings,
+                              m->tok_embeddings_f16, c->vocab_size, c->dim)))
         return st;
     for (int l = 0; l < c->n_layers; l++) {
         const lq_layer *L = &m->layers[l];
@@ -400,10 +413,11 @@ static lq_status save_tensors(saver *s) {
     }
     if ((st = add_f32(s, "model.norm.weight", m->final_norm, c->dim, 0))) return st;
     if (!c->tied_embeddings) {
-        if (!m->lm_head.weight || m->lm_head.forward)
+        if (!(m->lm_head.weight || m->lm_head.weight_f16) || m->lm_head.forward)
             return lq_fail(LQ_ERR_UNSUPPORTED, "%s: lm_head must be a dense matrix (the format "
                            "stores it as F16)", s->out);
-        if ((st = add_f16(s, "lm_head.weight", m->lm_head.weight, c->vocab_size, c->dim, NULL)))
+        if ((st = add_vocab_table(s, "lm_head.weight", m->lm_head.weight, m->lm_head.weight_f16,
+                                  c->vocab_size, c->dim)))
             return st;
     }
     return LQ_OK;
@@ -667,6 +681,22 @@ static lq_status read_model_tensor(loader *ld, const char *name, int64_t d0, int
     return read_floats(ld, name, LQ_DTYPE_F32, 1, d0, d1, *out);
 }
 
+/* The embeddings or the head. The format stores them in F16 (DESIGN.md §3) and the runtime
+ * keeps them so (*f16): widening them would double the largest tensors in memory and the
+ * bytes a decode step reads through the head. Any other float dtype is widened into *f32. */
+static lq_status read_vocab_table(loader *ld, const char *name, int64_t rows, int64_t cols,
+                                  float **f32, uint16_t **f16) {
+    const lq_st_tensor *t;
+    lq_status st = require(ld, name, LQ_DTYPE_F16, 1, rows, cols, &t);
+    if (st) return st;
+    if (t->dtype != LQ_DTYPE_F16) return read_model_tensor(ld, name, rows, cols, f32);
+    const size_t n = (size_t)rows * (size_t)cols;
+    *f16 = lq_model_alloc_f16(ld->m, n);
+    if (!*f16) return lq_fail(LQ_ERR_NOMEM, "%s: out of memory for tensor '%s'", ld->wpath, name);
+    memcpy(*f16, t->data, n * sizeof **f16);
+    return LQ_OK;
+}
+
 static lq_status entry_int(const char *cfg_path, const char *module, const json_t *entry,
                            const char *key, int lo, int hi, int *out) {
     json_t *v = json_object_get(entry, key);
@@ -839,7 +869,8 @@ static lq_status load_plain(loader *ld) {
     lq_model *m = ld->m;
     const lq_model_config *c = &m->cfg;
     lq_status st;
-    if ((st = read_model_tensor(ld, "model.embed_tokens.weight", c->vocab_size, c->dim, &m->tok_embeddings)) ||
+    if ((st = read_vocab_table(ld, "model.embed_tokens.weight", c->vocab_size, c->dim,
+                               &m->tok_embeddings, &m->tok_embeddings_f16)) ||
         (st = read_model_tensor(ld, "model.norm.weight", c->dim, 0, &m->final_norm)))
         return st;
     for (int l = 0; l < c->n_layers; l++) {
@@ -859,9 +890,13 @@ static lq_status load_plain(loader *ld) {
     m->lm_head.out_features = c->vocab_size;
     if (c->tied_embeddings) {
         m->lm_head.weight = m->tok_embeddings;
+        m->lm_head.weight_f16 = m->tok_embeddings_f16;
         return LQ_OK;
     }
-    return read_model_tensor(ld, "lm_head.weight", c->vocab_size, c->dim, &m->lm_head.weight);
+    uint16_t *head_f16 = NULL;
+    st = read_vocab_table(ld, "lm_head.weight", c->vocab_size, c->dim, &m->lm_head.weight, &head_f16);
+    m->lm_head.weight_f16 = head_f16;
+    return st;
 }
 
 static lq_status load_tokenizer(loader *ld, const char *tokenizer_path) {

@@ -1,0 +1,146 @@
+/* The f16-weight product (lq_blas.h) and the f16 -> f32 widening it rests on.
+ *
+ * Decode multiplies one token by the whole head (vocab × dim: 49152 × 576 for SmolLM2), a
+ * pure stream of weight bytes; holding it in f16 halves the stream and the memory. The dot
+ * path's AVX2 instance is half_avx2.c (F16C widens 8 halves an instruction); the scalar one
+ * below is its lane-by-lane twin, with the same 4 × 8 partial sums added in the same order, so
+ * the two give the same floats. Batches (prefill, lq-eval's windows) widen panels of rows and
+ * hand them to sgemm, which beats any dot loop once a row is reused by many tokens. */
+#include "lq_blas.h"
+#include "half_internal.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float bits_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+#define F32_EXP_MASK 0x7f800000u
+#define F32_QUIET_BIT 0x00400000u
+
+float lq_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exponent = (h >> 10) & 0x1fu;
+    uint32_t mantissa = h & 0x3ffu;
+
+    if (exponent == 0x1fu) {
+        if (mantissa == 0) return bits_float(sign | F32_EXP_MASK);
+        /* keep the payload, force the quiet bit so a signalling NaN never escapes */
+        return bits_float(sign | F32_EXP_MASK | F32_QUIET_BIT | (mantissa << 13));
+    }
+    if (exponent == 0) {
+        if (mantissa == 0) return bits_float(sign);
+        /* Subnormal: value = mantissa * 2^-24. Every one is a normal f32; shift the leading
+         * one up to the implicit-bit position, lowering the exponent once per shift. */
+        int32_t unbiased = -14;
+        while ((mantissa & 0x400u) == 0) {
+            mantissa <<= 1;
+            unbiased--;
+        }
+        mantissa &= 0x3ffu;
+        return bits_float(sign | ((uint32_t)(unbiased + 127) << 23) | (mantissa << 13));
+    }
+    return bits_float(sign | ((exponent - 15u + 127u) << 23) | (mantissa << 13));
+}
+/* One row of B against one row of A in the AVX2 kernel's order: lane l of accumulator a sums
+ * elements p ≡ 8a + l (mod 32), then a0+a1+a2+a3 lane-wise, then the lanes pairwise as
+ * half_avx2.c folds its register, then the tail in order. */
+float lq_half_dot_scalar(const float *a, const uint16_t *b, int k) {
+    float acc[4][8] = {{0}};
+    int p = 0;
+    for (; p + 32 <= k; p += 32)
+        for (int r = 0; r < 4; r++)
+            for (int l = 0; l < 8; l++)
+                acc[r][l] = fmaf(a[p + 8 * r + l], lq_f16_to_f32(b[p + 8 * r + l]), acc[r][l]);
+    for (; p + 8 <= k; p += 8)
+        for (int l = 0; l < 8; l++) acc[0][l] = fmaf(a[p + l], lq_f16_to_f32(b[p + l]), acc[0][l]);
+    float lane[8];
+    for (int l = 0; l < 8; l++) lane[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+    /* 8 -> 4 -> 2 -> 1 */
+    for (int l = 0; l < 4; l++) lane[l] += lane[l + 4];
+    lane[0] += lane[2], lane[1] += lane[3];
+    float sum = lane[0] + lane[1];
+    for (; p < k; p++) sum = fmaf(a[p], lq_f16_to_f32(b[p]), sum);
+    return sum;
+}
+
+static int cpu_has_f16_simd(void) {
+    static int cpu = -1;
+    if (cpu < 0) {
+        __builtin_cpu_init();
+        cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+              __builtin_cpu_supports("f16c");
+    }
+    return cpu;
+}
+
+/* rows·k from which the dot path splits rows across threads (as binary.c's PARALLEL_WEIGHTS) */
+#define PARALLEL_WEIGHTS ((size_t)1 << 21)
+/* rows per thread task: 64 rows of a 576-wide head are 72 KiB, so tasks are many and short and
+ * a preempted thread delays little (binary.c explains why nothing is split statically) */
+#define DOT_RUN 64
+
+lq_status lq_gemm_f16_nt_dot(int m, int n, int k, const float *A, int lda, const uint16_t *B,
+                             int ldb, float *C, int ldc, int simd) {
+    if (simd && !cpu_has_f16_simd())
+        return lq_fail(LQ_ERR_UNSUPPORTED, "lq_gemm_f16_nt: this CPU lacks AVX2, FMA or F16C");
+    if (m <= 0 || n <= 0) return LQ_OK;
+    const size_t runs = ((size_t)n + DOT_RUN - 1) / DOT_RUN;
+    const int nthreads = (size_t)n * (size_t)(k > 0 ? k : 0) * (size_t)m >= PARALLEL_WEIGHTS
+                             ? lq_default_threads() : 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1)
+    for (size_t run = 0; run < runs; run++) {
+        const size_t j1 = (run + 1) * DOT_RUN < (size_t)n ? (run + 1) * DOT_RUN : (size_t)n;
+        for (size_t j = run * DOT_RUN; j < j1; j++) {
+            const uint16_t *row = B + j * (size_t)ldb;
+            for (int i = 0; i < m; i++)
+                C[(size_t)i * ldc + j] = simd ? lq_half_dot_avx2(A + (size_t)i * lda, row, k)
+                                              : lq_half_dot_scalar(A + (size_t)i * lda, row, k);
+        }
+    }
+    return LQ_OK;
+}
+
+/* Floats of widened rows per sgemm call: ~2 MiB, as binary.c's dequantized panels. */
+#define PANEL_FLOATS ((size_t)1 << 19)
+
+lq_status lq_gemm_f16_nt(int m, int n, int k, const float *A, int lda, const uint16_t *B,
+                         int ldb, float *C, int ldc) {
+    if (m <= 0 || n <= 0) return LQ_OK;
+    if (m <= LQ_GEMM_F16_DOT_ROWS || k <= 0)
+        return lq_gemm_f16_nt_dot(m, n, k, A, lda, B, ldb, C, ldc,
+                                  cpu_has_f16_simd() && !getenv("LQ_NO_SIMD"));
+    size_t block = PANEL_FLOATS / (size_t)k;
+    block = block < 16 ? 16 : block / 16 * 16;
+    if (block > (size_t)n) block = (size_t)n;
+    float *panel = malloc(block * (size_t)k * sizeof *panel);
+    if (!panel)
+        return lq_fail(LQ_ERR_NOMEM, "lq_gemm_f16_nt: out of memory for %zu widened rows of %d",
+                       block, k);
+    for (size_t j0 = 0; j0 < (size_t)n; j0 += block) {
+        const size_t j1 = (size_t)n - j0 < block ? (size_t)n : j0 + block;
+        for (size_t j = j0; j < j1; j++)
+            for (int p = 0; p < k; p++)
+                panel[(j - j0) * (size_t)k + p] = lq_f16_to_f32(B[j * (size_t)ldb + p]);
+        lq_gemm_f32_nt(m, (int)(j1 - j0), k, A, lda, panel, k, C + j0, ldc, 0);
+    }
+    free(panel);
+    return LQ_OK;
+}
+
+void lq_gemm_f16_nt_reference(int m, int n, int k, const float *A, int lda, const uint16_t *B,
+                              int ldb, float *C, int ldc) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double sum = 0.0;
+            for (int p = 0; p < k; p++)
+                sum += (double)A[(size_t)i * lda + p] *
+                       (double)lq_f16_to_f32(B[(size_t)j * ldb + p]);
+            C[(size_t)i * ldc + j] = (float)sum;
+        }
+}
