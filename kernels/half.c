@@ -9,6 +9,7 @@
 #include "lq_blas.h"
 #include "half_internal.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -73,8 +74,10 @@ static int cpu_has_f16_simd(void) {
     static int cpu = -1;
     if (cpu < 0) {
         __builtin_cpu_init();
-        cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-              __builtin_cpu_supports("f16c");
+        /* F16C through cpuid: clang's __builtin_cpu_supports does not know "f16c" */
+        unsigned eax, ebx, ecx, edx;
+        const int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+        cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
     }
     return cpu;
 }
