@@ -1,10 +1,7 @@
-/* dtypes: sizes, safetensors names, and the f16/bf16 <-> f32 conversions.
- *
- * The conversions are written with integer bit manipulation rather than _Float16 or F16C
- * intrinsics so that the library behaves identically with every compiler and CPU, and so the
- * exact rounding rule (nearest, ties to even) is visible in the code. Tensor data read from
- * a mapped file need not be aligned for its element type, so every element is loaded and
- * stored through memcpy (which compilers turn into a plain unaligned move). */
+/* dtypes: sizes, safetensors names, and bulk conversion to and from f32 (the scalar f16/bf16
+ * conversions are kernels/half.c's). Tensor data read from a mapped file need not be aligned
+ * for its element type, so every element is loaded and stored through memcpy (which compilers
+ * turn into a plain unaligned move). */
 #include "lq_common.h"
 
 #include <string.h>
@@ -38,86 +35,8 @@ lq_status lq_dtype_from_name(const char *name, lq_dtype *out) {
     return lq_fail(LQ_ERR_UNSUPPORTED, "unknown dtype '%s'", name);
 }
 
-/* ---- bit casts ------------------------------------------------------------------------- */
-static uint32_t float_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float bits_float(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-#define F32_SIGN 0x80000000u
-#define F32_EXP_MASK 0x7f800000u
-#define F32_MANT_MASK 0x007fffffu
-#define F32_QUIET_BIT 0x00400000u
-
-/* Shifts `value` right by `shift` (1..31) rounding to nearest, ties to even. */
-static uint32_t shift_right_round_even(uint32_t value, unsigned shift) {
-    uint32_t kept = value >> shift;
-    uint32_t dropped = value & ((1u << shift) - 1u);
-    uint32_t half = 1u << (shift - 1u);
-    if (dropped > half || (dropped == half && (kept & 1u))) kept++;
-    return kept;
-}
-
-/* ---- binary16 -------------------------------------------------------------------------- */
-/* binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits. */
-/* lq_f16_to_f32 lives in kernels/half.c (lq_base.h): the f16 GEMM widens with it. */
-
-uint16_t lq_f32_to_f16(float f) {
-    uint32_t bits = float_bits(f);
-    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000u);
-    uint32_t magnitude = bits & ~F32_SIGN;
-
-    if (magnitude > F32_EXP_MASK) /* NaN: quiet, sign and top payload bits kept */
-        return (uint16_t)(sign | 0x7e00u | ((magnitude & F32_MANT_MASK) >> 13));
-    if (magnitude == F32_EXP_MASK) return (uint16_t)(sign | 0x7c00u);
-
-    int32_t unbiased = (int32_t)(magnitude >> 23) - 127;
-    uint32_t significand = (magnitude & F32_MANT_MASK) | 0x800000u; /* 24 bits with the 1 */
-
-    if (unbiased > 15) return (uint16_t)(sign | 0x7c00u); /* ≥ 2^16: beyond every f16 */
-    if (unbiased >= -14) {
-        /* Normal range. Rounding may carry out of the mantissa into the exponent, which is
-         * exactly right: 0x3ff + 1 becomes the next binade, and the largest binade overflows
-         * into 0x7c00 = Inf (values ≥ 65520 round up to Inf). */
-        uint32_t biased_and_mantissa = ((uint32_t)(unbiased + 15) << 10) |
-                                       ((magnitude & F32_MANT_MASK) >> 13);
-        uint32_t dropped = magnitude & 0x1fffu;
-        if (dropped > 0x1000u || (dropped == 0x1000u && (biased_and_mantissa & 1u)))
-            biased_and_mantissa++;
-        return (uint16_t)(sign | biased_and_mantissa);
-    }
-    /* Subnormal range, in units of 2^-24: value = significand * 2^(unbiased + 1). Below
-     * 2^-25 (half the smallest subnormal) everything rounds to zero; f32 subnormals land
-     * here too since their unbiased exponent reads -127. A result of 0x400 is the smallest
-     * normal, whose bit pattern is exactly right. */
-    if (unbiased < -25) return sign;
-    return (uint16_t)(sign | shift_right_round_even(significand, (unsigned)(-unbiased - 1)));
-}
-
-/* ---- bfloat16: the top half of an f32 ------------------------------------------------- */
-float lq_bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    if ((bits & ~F32_SIGN) > F32_EXP_MASK) bits |= F32_QUIET_BIT;
-    return bits_float(bits);
-}
-
-uint16_t lq_f32_to_bf16(float f) {
-    uint32_t bits = float_bits(f);
-    if ((bits & ~F32_SIGN) > F32_EXP_MASK) /* NaN: truncate payload, force quiet */
-        return (uint16_t)((bits | F32_QUIET_BIT) >> 16);
-    /* Adding 0x7fff (+1 when the kept part is odd) and truncating rounds to nearest, ties to
-     * even. Carries into the exponent are correct, including max-finite -> Inf, and the
-     * exponent range is the same as f32 so subnormals need no special case. */
-    uint32_t rounding_bias = 0x7fffu + ((bits >> 16) & 1u);
-    return (uint16_t)((bits + rounding_bias) >> 16);
-}
+/* The scalar conversions (lq_f16_to_f32 and the rest) are kernels/half.c's, re-exported
+ * through lq_base.h: the f16-weight GEMM widens with the same function. */
 
 /* ---- bulk conversion ------------------------------------------------------------------- */
 lq_status lq_convert_to_f32(lq_dtype src_type, const void *src, float *dst, size_t n) {

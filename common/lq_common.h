@@ -31,12 +31,7 @@ size_t lq_dtype_size(lq_dtype t);
 const char *lq_dtype_name(lq_dtype t);               /* safetensors spelling: "F32", "BF16", … */
 lq_status lq_dtype_from_name(const char *name, lq_dtype *out);
 
-/* IEEE binary16 and bfloat16 <-> binary32. Narrowing rounds to nearest, ties to even;
- * NaN stays NaN (quiet), ±Inf and overflow map to ±Inf, subnormals are exact both ways.
- * (lq_f16_to_f32, the widening, is kernels/lq_base.h's, re-exported here.) */
-uint16_t lq_f32_to_f16(float f);
-float lq_bf16_to_f32(uint16_t h);
-uint16_t lq_f32_to_bf16(float f);
+/* (The scalar f16/bf16 <-> f32 conversions are kernels/lq_base.h's, re-exported here.) */
 
 /* Converts n elements of a float dtype (F32/F16/BF16/F64) to f32. */
 lq_status lq_convert_to_f32(lq_dtype src_type, const void *src, float *dst, size_t n);

@@ -1,4 +1,9 @@
-/* The f16-weight product (lq_blas.h) and the f16 -> f32 widening it rests on.
+/* IEEE binary16 and bfloat16 <-> binary32 (lq_base.h), and the f16-weight product (lq_blas.h)
+ * that widens with them.
+ *
+ * The scalar conversions use integer bit manipulation rather than _Float16 or F16C intrinsics
+ * so that the library behaves identically with every compiler and CPU, and so the exact
+ * rounding rule (nearest, ties to even) is visible in the code.
  *
  * Decode multiplies one token by the whole head (vocab × dim: 49152 × 576 for SmolLM2), a
  * pure stream of weight bytes; holding it in f16 halves the stream and the memory. The dot
@@ -15,15 +20,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- bit casts ------------------------------------------------------------------------- */
+static uint32_t float_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
 static float bits_float(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
 }
 
+#define F32_SIGN 0x80000000u
 #define F32_EXP_MASK 0x7f800000u
+#define F32_MANT_MASK 0x007fffffu
 #define F32_QUIET_BIT 0x00400000u
 
+/* Shifts `value` right by `shift` (1..31) rounding to nearest, ties to even. */
+static uint32_t shift_right_round_even(uint32_t value, unsigned shift) {
+    uint32_t kept = value >> shift;
+    uint32_t dropped = value & ((1u << shift) - 1u);
+    uint32_t half = 1u << (shift - 1u);
+    if (dropped > half || (dropped == half && (kept & 1u))) kept++;
+    return kept;
+}
+
+/* ---- binary16 -------------------------------------------------------------------------- */
+/* binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits. */
 float lq_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exponent = (h >> 10) & 0x1fu;
@@ -48,6 +73,57 @@ float lq_f16_to_f32(uint16_t h) {
     }
     return bits_float(sign | ((exponent - 15u + 127u) << 23) | (mantissa << 13));
 }
+
+uint16_t lq_f32_to_f16(float f) {
+    uint32_t bits = float_bits(f);
+    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000u);
+    uint32_t magnitude = bits & ~F32_SIGN;
+
+    if (magnitude > F32_EXP_MASK) /* NaN: quiet, sign and top payload bits kept */
+        return (uint16_t)(sign | 0x7e00u | ((magnitude & F32_MANT_MASK) >> 13));
+    if (magnitude == F32_EXP_MASK) return (uint16_t)(sign | 0x7c00u);
+
+    int32_t unbiased = (int32_t)(magnitude >> 23) - 127;
+    uint32_t significand = (magnitude & F32_MANT_MASK) | 0x800000u; /* 24 bits with the 1 */
+
+    if (unbiased > 15) return (uint16_t)(sign | 0x7c00u); /* ≥ 2^16: beyond every f16 */
+    if (unbiased >= -14) {
+        /* Normal range. Rounding may carry out of the mantissa into the exponent, which is
+         * exactly right: 0x3ff + 1 becomes the next binade, and the largest binade overflows
+         * into 0x7c00 = Inf (values ≥ 65520 round up to Inf). */
+        uint32_t biased_and_mantissa = ((uint32_t)(unbiased + 15) << 10) |
+                                       ((magnitude & F32_MANT_MASK) >> 13);
+        uint32_t dropped = magnitude & 0x1fffu;
+        if (dropped > 0x1000u || (dropped == 0x1000u && (biased_and_mantissa & 1u)))
+            biased_and_mantissa++;
+        return (uint16_t)(sign | biased_and_mantissa);
+    }
+    /* Subnormal range, in units of 2^-24: value = significand * 2^(unbiased + 1). Below
+     * 2^-25 (half the smallest subnormal) everything rounds to zero; f32 subnormals land
+     * here too since their unbiased exponent reads -127. A result of 0x400 is the smallest
+     * normal, whose bit pattern is exactly right. */
+    if (unbiased < -25) return sign;
+    return (uint16_t)(sign | shift_right_round_even(significand, (unsigned)(-unbiased - 1)));
+}
+
+/* ---- bfloat16: the top half of an f32 ------------------------------------------------- */
+float lq_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    if ((bits & ~F32_SIGN) > F32_EXP_MASK) bits |= F32_QUIET_BIT;
+    return bits_float(bits);
+}
+
+uint16_t lq_f32_to_bf16(float f) {
+    uint32_t bits = float_bits(f);
+    if ((bits & ~F32_SIGN) > F32_EXP_MASK) /* NaN: truncate payload, force quiet */
+        return (uint16_t)((bits | F32_QUIET_BIT) >> 16);
+    /* Adding 0x7fff (+1 when the kept part is odd) and truncating rounds to nearest, ties to
+     * even. Carries into the exponent are correct, including max-finite -> Inf, and the
+     * exponent range is the same as f32 so subnormals need no special case. */
+    uint32_t rounding_bias = 0x7fffu + ((bits >> 16) & 1u);
+    return (uint16_t)((bits + rounding_bias) >> 16);
+}
+
 /* One row of B against one row of A in the AVX2 kernel's order: lane l of accumulator a sums
  * elements p ≡ 8a + l (mod 32), then a0+a1+a2+a3 lane-wise, then the lanes pairwise as
  * half_avx2.c folds its register, then the tail in order. */

@@ -44,9 +44,13 @@ double lq_seconds(void);
  * because that is the target machine and more oversubscribes shared runners. */
 int lq_default_threads(void);
 
-/* IEEE binary16 -> binary32, exact for every input (NaN stays NaN, made quiet; subnormals
- * become normal f32). kernels/half.c; the narrowing and bf16 are common/'s. */
+/* IEEE binary16 and bfloat16 <-> binary32 (kernels/half.c). Narrowing rounds to nearest, ties
+ * to even; NaN stays NaN (quiet), ±Inf and overflow map to ±Inf, subnormals are exact both
+ * ways. */
 float lq_f16_to_f32(uint16_t h);
+uint16_t lq_f32_to_f16(float f);
+float lq_bf16_to_f32(uint16_t h);
+uint16_t lq_f32_to_bf16(float f);
 
 /* Deterministic RNG (xoshiro256**, splitmix64 seeding) with Gaussian draws. */
 typedef struct { uint64_t s[4]; int has_spare; double spare; } lq_rng;
