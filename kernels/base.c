@@ -1,6 +1,8 @@
-/* Status codes, thread-local error messages, clock and RNG (see lq_base.h). */
+/* Status codes, thread-local error messages, clock, CPU features, threads and RNG (see
+ * lq_base.h). */
 #include "lq_base.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -108,6 +110,21 @@ double lq_rng_normal(lq_rng *r) {
     return rad * cos(2.0 * M_PI * u2);
 }
 
+
+int lq_cpu_has_avx2(int f16c) {
+    /* bit 0: AVX2+FMA, bit 1: also F16C; one int written once, so a racing first call from
+     * two threads can only store the same value */
+    static int probed = -1;
+    if (probed < 0) {
+        __builtin_cpu_init();
+        const int avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        /* F16C through cpuid: clang 14's __builtin_cpu_supports does not know "f16c" */
+        unsigned eax, ebx, ecx, edx;
+        const int with_f16c = avx2_fma && __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+        probed = avx2_fma | with_f16c << 1;
+    }
+    return f16c ? (probed >> 1) & 1 : probed & 1;
+}
 
 int lq_default_threads(void) {
     const char *env = getenv("LQ_THREADS");

@@ -176,11 +176,7 @@ void lq_heuristic_walk_avx2(const lq_lattice *L, const float *w,
 }
 
 int lq_simd_usable(const lq_lattice *L) {
-    static int cpu = -1;
-    if (cpu < 0) {
-        __builtin_cpu_init();
-        cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    /* read each call (once per batch of blocks) so tests can run both paths in one process */
-    return cpu && !getenv("LQ_NO_SIMD") && L->d <= 16;
+    /* LQ_NO_SIMD read each call (once per batch of blocks) so tests can run both paths in one
+     * process */
+    return lq_cpu_has_avx2(0) && !getenv("LQ_NO_SIMD") && L->d <= 16;
 }

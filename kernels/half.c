@@ -14,7 +14,6 @@
 #include "lq_blas.h"
 #include "half_internal.h"
 
-#include <cpuid.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -146,18 +145,6 @@ float lq_half_dot_scalar(const float *a, const uint16_t *b, int k) {
     return sum;
 }
 
-static int cpu_has_f16_simd(void) {
-    static int cpu = -1;
-    if (cpu < 0) {
-        __builtin_cpu_init();
-        /* F16C through cpuid: clang's __builtin_cpu_supports does not know "f16c" */
-        unsigned eax, ebx, ecx, edx;
-        const int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
-        cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
-    }
-    return cpu;
-}
-
 /* rows·k from which the dot path splits rows across threads (as binary.c's PARALLEL_WEIGHTS) */
 #define PARALLEL_WEIGHTS ((size_t)1 << 21)
 /* rows per thread task: 64 rows of a 576-wide head are 72 KiB, so tasks are many and short and
@@ -166,7 +153,7 @@ static int cpu_has_f16_simd(void) {
 
 lq_status lq_gemm_f16_nt_dot(int m, int n, int k, const float *A, int lda, const uint16_t *B,
                              int ldb, float *C, int ldc, int simd) {
-    if (simd && !cpu_has_f16_simd())
+    if (simd && !lq_cpu_has_avx2(1))
         return lq_fail(LQ_ERR_UNSUPPORTED, "lq_gemm_f16_nt: this CPU lacks AVX2, FMA or F16C");
     if (m <= 0 || n <= 0) return LQ_OK;
     const size_t runs = ((size_t)n + DOT_RUN - 1) / DOT_RUN;
@@ -193,7 +180,7 @@ lq_status lq_gemm_f16_nt(int m, int n, int k, const float *A, int lda, const uin
     if (m <= 0 || n <= 0) return LQ_OK;
     if (m <= LQ_GEMM_F16_DOT_ROWS || k <= 0)
         return lq_gemm_f16_nt_dot(m, n, k, A, lda, B, ldb, C, ldc,
-                                  cpu_has_f16_simd() && !getenv("LQ_NO_SIMD"));
+                                  lq_cpu_has_avx2(1) && !getenv("LQ_NO_SIMD"));
     size_t block = PANEL_FLOATS / (size_t)k;
     block = block < 16 ? 16 : block / 16 * 16;
     if (block > (size_t)n) block = (size_t)n;

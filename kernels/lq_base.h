@@ -52,6 +52,10 @@ uint16_t lq_f32_to_f16(float f);
 float lq_bf16_to_f32(uint16_t h);
 uint16_t lq_f32_to_bf16(float f);
 
+/* 1 when this CPU runs the project's AVX2 kernels: AVX2 and FMA, and F16C when f16c is set
+ * (probed once). LQ_NO_SIMD is the callers' to read: some force an instance regardless. */
+int lq_cpu_has_avx2(int f16c);
+
 /* Deterministic RNG (xoshiro256**, splitmix64 seeding) with Gaussian draws. */
 typedef struct { uint64_t s[4]; int has_spare; double spare; } lq_rng;
 void lq_rng_seed(lq_rng *r, uint64_t seed);
